@@ -1,0 +1,513 @@
+//! Act: the single executor. This step only performs I/O (through the backends) and records
+//! what it did.
+//!
+//! Per cluster, at most one operation is in flight; across clusters at most
+//! `limits.concurrent_actions`. New operations pass a global rate limit (governor, on the tick's
+//! clock), the cooldowns (in `plan`) and dry-run. Every operation is journaled before each
+//! effect, so a restart resumes or rolls back instead of repeating.
+
+pub mod journal;
+pub mod operation;
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::Clock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+use crate::backend::{self, Backends};
+use crate::config::Limits;
+use crate::events::{Body, Event, Events, Result as Outcome};
+use crate::plan::{Action, ActionKind, History, Plan, Planned};
+use crate::snapshot::Snapshot;
+use crate::telemetry;
+use crate::time::Timestamp;
+pub use journal::{FileJournal, Journal, MemoryJournal};
+pub use operation::{Effect, Operation, Progress, Step};
+
+/// Transitions one tick may make on one operation (an immediate step chain, bounded).
+const MAX_TRANSITIONS_PER_TICK: usize = 8;
+
+/// The rate limiter's clock: the instant of the tick being executed, so virtual time works.
+#[derive(Clone, Debug, Default)]
+pub struct TickClock(Arc<AtomicU64>);
+
+impl TickClock {
+    fn set(&self, now: Timestamp) {
+        self.0.fetch_max(now.as_millis(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for TickClock {
+    type Instant = Duration;
+    fn now(&self) -> Duration {
+        Duration::from_millis(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// State shared by the executors of all clusters.
+pub struct Shared {
+    limiter: RateLimiter<NotKeyed, InMemoryState, TickClock, NoOpMiddleware<Duration>>,
+    clock: TickClock,
+    in_flight: AtomicU32,
+    limits: Limits,
+    dry_run: bool,
+    throttle: Option<u64>,
+    journal: Arc<dyn Journal>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("dry_run", &self.dry_run)
+            .field("in_flight", &self.in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Global limits and the journal, for every cluster's executor.
+    pub fn new(limits: Limits, dry_run: bool, journal: Arc<dyn Journal>) -> Arc<Self> {
+        let per_minute = NonZeroU32::new(limits.actions_per_minute).unwrap_or(NonZeroU32::MIN);
+        let clock = TickClock::default();
+        Arc::new(Shared {
+            limiter: RateLimiter::direct_with_clock(Quota::per_minute(per_minute), clock.clone()),
+            clock,
+            in_flight: AtomicU32::new(0),
+            throttle: limits.replication_throttle,
+            limits,
+            dry_run,
+            journal,
+        })
+    }
+
+    fn try_reserve(&self) -> bool {
+        let max = self.limits.concurrent_actions;
+        self.in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn release(&self) {
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+}
+
+/// The executor of one cluster.
+#[derive(Debug)]
+pub struct ClusterExecutor {
+    cluster: String,
+    backends: Backends,
+    shared: Arc<Shared>,
+    events: Events,
+    history: History,
+    operation: Option<Operation>,
+    /// When each notification (rule and message) was last emitted.
+    notified: BTreeMap<(String, String), Timestamp>,
+}
+
+impl ClusterExecutor {
+    /// An executor for `cluster`, resuming whatever the journal holds for it.
+    pub fn new(
+        cluster: &str,
+        backends: Backends,
+        shared: Arc<Shared>,
+        events: Events,
+    ) -> Result<Self, journal::Error> {
+        let mut resumed = shared
+            .journal
+            .load()?
+            .into_iter()
+            .filter(|op| op.cluster == cluster);
+        let operation = resumed.next().map(|mut op| {
+            if op.effect_started {
+                op.step = op.step.resumed();
+                op.effect_started = false;
+            }
+            shared.in_flight.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(cluster, operation = %op.id, step = op.step.name(), "resuming operation from the journal");
+            op
+        });
+        let mut history = History::default();
+        history.in_flight = operation.as_ref().map(Operation::kind);
+        Ok(Self {
+            cluster: cluster.to_owned(),
+            backends,
+            shared,
+            events,
+            history,
+            operation,
+            notified: BTreeMap::new(),
+        })
+    }
+
+    /// What this executor remembers of its actions.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The operation in flight, if any.
+    pub fn operation(&self) -> Option<&Operation> {
+        self.operation.as_ref()
+    }
+
+    fn emit(&self, now: Timestamp, body: Body) {
+        self.events.emit(Event {
+            at: now,
+            cluster: self.cluster.clone(),
+            body,
+        });
+    }
+
+    /// Admit what the plan asks for: all notifications, and the first operation the limits allow.
+    pub async fn apply(&mut self, plan: &Plan, s: &Snapshot, now: Timestamp) {
+        self.shared.clock.set(now);
+        let mut started = false;
+        for p in &plan.actions {
+            if let Action::Notify { severity, message } = &p.action {
+                self.notify(p, severity, message, now);
+                continue;
+            }
+            let refuse = |why: String| Body::Deferred {
+                kind: p.action.kind(),
+                reason: p.rule.clone(),
+                why,
+            };
+            if started {
+                self.emit(
+                    now,
+                    refuse("another action of this plan was started first".into()),
+                );
+            } else if let Some(op) = &self.operation {
+                self.emit(
+                    now,
+                    refuse(format!("operation {} ({}) is in flight", op.id, op.kind())),
+                );
+            } else if self.shared.dry_run {
+                self.dry_run(p, now);
+                started = true;
+            } else if self.shared.limiter.check().is_err() {
+                self.emit(now, refuse("global action rate limit reached".into()));
+            } else if !self.shared.try_reserve() {
+                self.emit(
+                    now,
+                    refuse(format!(
+                        "{} operations already in flight across clusters",
+                        self.shared.limits.concurrent_actions
+                    )),
+                );
+            } else {
+                self.start(p, s, now).await;
+                started = true;
+            }
+        }
+    }
+
+    fn notify(&mut self, p: &Planned, severity: &str, message: &str, now: Timestamp) {
+        let key = (p.rule.clone(), message.to_owned());
+        let cooldown = self.shared.limits.cooldown(ActionKind::Notify);
+        if self.notified.get(&key).is_some_and(|t| now - *t < cooldown) {
+            return;
+        }
+        self.notified.insert(key, now);
+        let id = format!("{}-notify-{}", self.cluster, now.as_millis());
+        self.emit(
+            now,
+            Body::Action {
+                operation: id.clone(),
+                action: p.action.clone(),
+                reason: p.rule.clone(),
+                message: p.message.clone(),
+                dry_run: false,
+            },
+        );
+        let detail = format!("[{severity}] {message}");
+        self.emit(
+            now,
+            Body::Outcome {
+                operation: id,
+                kind: ActionKind::Notify,
+                result: Outcome::Emitted,
+                reason: p.rule.clone(),
+                detail,
+            },
+        );
+    }
+
+    fn dry_run(&mut self, p: &Planned, now: Timestamp) {
+        let kind = p.action.kind();
+        let id = format!("{}-{}-{}", self.cluster, kind, now.as_millis());
+        self.emit(
+            now,
+            Body::Action {
+                operation: id.clone(),
+                action: p.action.clone(),
+                reason: p.rule.clone(),
+                message: p.message.clone(),
+                dry_run: true,
+            },
+        );
+        self.emit(
+            now,
+            Body::Outcome {
+                operation: id,
+                kind,
+                result: Outcome::DryRun,
+                reason: p.rule.clone(),
+                detail: "dry-run: nothing was changed".into(),
+            },
+        );
+        // The cooldown applies to what would have been done, so dry-run shows the real cadence.
+        self.history.last_finished.insert(kind, now);
+    }
+
+    async fn start(&mut self, p: &Planned, s: &Snapshot, now: Timestamp) {
+        let kind = p.action.kind();
+        let id = format!("{}-{}-{}", self.cluster, kind, now.as_millis());
+        let op = Operation::start(
+            id.clone(),
+            p.action.clone(),
+            p.rule.clone(),
+            p.message.clone(),
+            s,
+            now,
+            self.shared.limits.operation_timeout,
+        );
+        if let Err(e) = self.shared.journal.save(&op) {
+            self.shared.release();
+            self.emit(
+                now,
+                Body::JournalError {
+                    operation: id,
+                    message: e.to_string(),
+                },
+            );
+            return;
+        }
+        self.emit(
+            now,
+            Body::Action {
+                operation: id,
+                action: p.action.clone(),
+                reason: p.rule.clone(),
+                message: p.message.clone(),
+                dry_run: false,
+            },
+        );
+        self.history.in_flight = Some(kind);
+        metrics::gauge!(telemetry::OPERATIONS_IN_FLIGHT, "cluster" => self.cluster.clone())
+            .set(1.0);
+        self.operation = Some(op);
+        self.progress(s, now).await;
+    }
+
+    /// Advance the operation in flight as far as the cluster allows this tick.
+    pub async fn progress(&mut self, s: &Snapshot, now: Timestamp) {
+        for _ in 0..MAX_TRANSITIONS_PER_TICK {
+            let Some(op) = self.operation.clone() else {
+                return;
+            };
+            match operation::progress(&op, s, now, self.shared.throttle) {
+                Progress::Wait => return,
+                Progress::Advance {
+                    effect,
+                    next,
+                    detail,
+                } => {
+                    if !self.advance(op, effect, next, detail, now).await {
+                        return;
+                    }
+                }
+                Progress::Finish { result, detail } => {
+                    self.finish(&op, result, detail, now).await;
+                    return;
+                }
+                Progress::Abort { reason } => self.abort(op, reason, now).await,
+            }
+        }
+    }
+
+    /// Perform one step; false when the operation must wait for the next tick.
+    async fn advance(
+        &mut self,
+        mut op: Operation,
+        effect: Effect,
+        next: Step,
+        detail: String,
+        now: Timestamp,
+    ) -> bool {
+        if effect != Effect::None {
+            op.effect_started = true;
+            if let Err(e) = self.shared.journal.save(&op) {
+                self.emit(
+                    now,
+                    Body::JournalError {
+                        operation: op.id.clone(),
+                        message: e.to_string(),
+                    },
+                );
+                return false;
+            }
+            if let Err(e) = self.perform(&effect).await {
+                let transient = matches!(
+                    e,
+                    backend::Error::Unavailable { .. } | backend::Error::Timeout { .. }
+                );
+                op.effect_started = false;
+                self.operation = Some(op.clone());
+                if transient {
+                    self.emit(
+                        now,
+                        Body::Step {
+                            operation: op.id.clone(),
+                            kind: op.kind(),
+                            step: op.step.name().into(),
+                            detail: format!("will retry: {e}"),
+                        },
+                    );
+                } else {
+                    let reason = format!("{} failed: {e}", op.step.name());
+                    self.abort(op, reason, now).await;
+                }
+                return false;
+            }
+        }
+        if let Effect::Reassign { moves, .. } = &effect {
+            op.submitted
+                .extend(moves.iter().map(|m| (m.topic.clone(), m.partition)));
+        }
+        if matches!(op.step, Step::AwaitBrokers { .. }) {
+            op.brokers_ready = true;
+        }
+        self.emit(
+            now,
+            Body::Step {
+                operation: op.id.clone(),
+                kind: op.kind(),
+                step: next.name().into(),
+                detail,
+            },
+        );
+        op.step = next;
+        op.step_started_at = now;
+        op.effect_started = false;
+        if let Err(e) = self.shared.journal.save(&op) {
+            // The effect is done; the journal still says "started", which resumes safely.
+            self.emit(
+                now,
+                Body::JournalError {
+                    operation: op.id.clone(),
+                    message: e.to_string(),
+                },
+            );
+        }
+        self.operation = Some(op);
+        true
+    }
+
+    async fn abort(&mut self, mut op: Operation, reason: String, now: Timestamp) {
+        if op.rolling_back.is_some() {
+            self.finish(
+                &op,
+                Outcome::Failed,
+                format!("rollback failed: {reason}"),
+                now,
+            )
+            .await;
+            return;
+        }
+        match op.rollback_step() {
+            Some(step) => {
+                self.emit(
+                    now,
+                    Body::Step {
+                        operation: op.id.clone(),
+                        kind: op.kind(),
+                        step: step.name().into(),
+                        detail: format!("rolling back: {reason}"),
+                    },
+                );
+                op.rolling_back = Some(reason);
+                op.step = step;
+                op.step_started_at = now;
+                if let Err(e) = self.shared.journal.save(&op) {
+                    self.emit(
+                        now,
+                        Body::JournalError {
+                            operation: op.id.clone(),
+                            message: e.to_string(),
+                        },
+                    );
+                }
+                self.operation = Some(op);
+            }
+            None => self.finish(&op, Outcome::Failed, reason, now).await,
+        }
+    }
+
+    async fn finish(&mut self, op: &Operation, result: Outcome, detail: String, now: Timestamp) {
+        if !op.submitted.is_empty() {
+            // Never leave a throttle behind, whatever the outcome.
+            let _ = self.backends.kafka.set_replication_throttle(None).await;
+        }
+        if let Err(e) = self.shared.journal.remove(&op.id) {
+            self.emit(
+                now,
+                Body::JournalError {
+                    operation: op.id.clone(),
+                    message: e.to_string(),
+                },
+            );
+        }
+        self.emit(
+            now,
+            Body::Outcome {
+                operation: op.id.clone(),
+                kind: op.kind(),
+                result,
+                reason: op.reason.clone(),
+                detail,
+            },
+        );
+        self.history.last_finished.insert(op.kind(), now);
+        self.history.in_flight = None;
+        self.operation = None;
+        self.shared.release();
+        metrics::gauge!(telemetry::OPERATIONS_IN_FLIGHT, "cluster" => self.cluster.clone())
+            .set(0.0);
+    }
+
+    async fn perform(&self, effect: &Effect) -> Result<(), backend::Error> {
+        let kafka = &self.backends.kafka;
+        let kube = &self.backends.kube;
+        match effect {
+            Effect::None => Ok(()),
+            Effect::ScalePool(n) => kube.scale_node_pool(*n).await,
+            Effect::Reassign { moves, throttle } => {
+                if throttle.is_some() {
+                    kafka.set_replication_throttle(*throttle).await?;
+                }
+                kafka.reassign(moves).await
+            }
+            Effect::Cancel(partitions) => {
+                kafka.cancel_reassignments(partitions).await?;
+                kafka.set_replication_throttle(None).await
+            }
+            Effect::ClearThrottle => kafka.set_replication_throttle(None).await,
+            Effect::ElectLeaders => kafka.elect_preferred_leaders(&[]).await,
+            Effect::DeletePod(b) => kube.delete_pod(*b).await,
+            Effect::DeletePvc(b) => kube.delete_pvc(*b).await,
+            Effect::Resize(bytes) => kube.resize_storage(*bytes).await,
+            Effect::Renew(secret) => kube.force_renew(secret).await,
+        }
+    }
+}

@@ -1,0 +1,609 @@
+//! Multi-step operations as journaled state machines. Deciding the next step is pure
+//! ([`progress`]): a function of the operation, the latest snapshot and `now`. The executor
+//! performs the [`Effect`] it returns and records the new step.
+//!
+//! Every step is checked against what the cluster reports, so an operation resumed after a
+//! restart re-reads the cluster instead of repeating blindly; steps whose effect cannot be
+//! repeated safely (deleting a pod) resume at their waiting step ([`Step::resumed`]).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::PartitionTarget;
+use crate::events::Result as Outcome;
+use crate::plan::{Action, ActionKind};
+use crate::rebalance;
+use crate::snapshot::{BrokerState, Snapshot};
+use crate::time::Timestamp;
+
+/// Longest wait for brokers to join, leave or come back.
+pub const BROKER_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest wait for the cluster to be healthy after an operation.
+pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest wait for a volume resize or a certificate renewal.
+pub const RESOURCE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Where an operation is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    PatchReplicas {
+        replicas: u32,
+    },
+    AwaitBrokers {
+        replicas: u32,
+    },
+    /// Compute and submit moves that drain `drain` and balance the rest.
+    Rebalance {
+        drain: Vec<i32>,
+    },
+    Reassign {
+        moves: Vec<PartitionTarget>,
+    },
+    AwaitReassignment {
+        partitions: Vec<(String, i32)>,
+    },
+    VerifyDrained {
+        brokers: Vec<i32>,
+        replicas: u32,
+    },
+    ElectLeaders,
+    DeletePod {
+        broker: i32,
+    },
+    DeletePvc {
+        broker: i32,
+    },
+    AwaitBroker {
+        broker: i32,
+    },
+    ResizeStorage {
+        bytes: u64,
+    },
+    AwaitCapacity {
+        bytes: u64,
+    },
+    ForceRenew {
+        secret: String,
+    },
+    AwaitRenewal {
+        secret: String,
+    },
+    Verify,
+    // Rollback.
+    CancelReassignments {
+        partitions: Vec<(String, i32)>,
+    },
+    RevertReplicas {
+        replicas: u32,
+    },
+    AwaitRevert {
+        replicas: u32,
+    },
+}
+
+impl Step {
+    /// Short name for events and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::PatchReplicas { .. } => "patch_replicas",
+            Step::AwaitBrokers { .. } => "await_brokers",
+            Step::Rebalance { .. } => "rebalance",
+            Step::Reassign { .. } => "reassign",
+            Step::AwaitReassignment { .. } => "await_reassignment",
+            Step::VerifyDrained { .. } => "verify_drained",
+            Step::ElectLeaders => "elect_leaders",
+            Step::DeletePod { .. } => "delete_pod",
+            Step::DeletePvc { .. } => "delete_pvc",
+            Step::AwaitBroker { .. } => "await_broker",
+            Step::ResizeStorage { .. } => "resize_storage",
+            Step::AwaitCapacity { .. } => "await_capacity",
+            Step::ForceRenew { .. } => "force_renew",
+            Step::AwaitRenewal { .. } => "await_renewal",
+            Step::Verify => "verify",
+            Step::CancelReassignments { .. } => "cancel_reassignments",
+            Step::RevertReplicas { .. } => "revert_replicas",
+            Step::AwaitRevert { .. } => "await_revert",
+        }
+    }
+
+    /// Whether this step checks the cluster's reaction to an earlier step.
+    pub fn waits(&self) -> bool {
+        matches!(
+            self,
+            Step::AwaitBrokers { .. }
+                | Step::AwaitReassignment { .. }
+                | Step::VerifyDrained { .. }
+                | Step::AwaitBroker { .. }
+                | Step::AwaitCapacity { .. }
+                | Step::AwaitRenewal { .. }
+                | Step::Verify
+                | Step::AwaitRevert { .. }
+        )
+    }
+
+    /// The step to resume at when this step's effect may or may not have been performed before
+    /// a restart. Deleting a pod or a volume twice is never safe; everything else is declarative
+    /// (patch to a value, reassign to a target, elect preferred leaders) and is simply redone.
+    pub fn resumed(self) -> Step {
+        match self {
+            Step::DeletePod { broker } | Step::DeletePvc { broker } => Step::AwaitBroker { broker },
+            other => other,
+        }
+    }
+}
+
+/// I/O the executor performs for a step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    None,
+    ScalePool(u32),
+    /// Set the throttle, then submit the moves.
+    Reassign {
+        moves: Vec<PartitionTarget>,
+        throttle: Option<u64>,
+    },
+    /// Cancel these reassignments and clear the throttle.
+    Cancel(Vec<(String, i32)>),
+    ClearThrottle,
+    ElectLeaders,
+    DeletePod(i32),
+    DeletePvc(i32),
+    Resize(u64),
+    Renew(String),
+}
+
+/// What to do next with an operation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Progress {
+    Advance {
+        effect: Effect,
+        next: Step,
+        detail: String,
+    },
+    Wait,
+    Finish {
+        result: Outcome,
+        detail: String,
+    },
+    /// A health check failed or time ran out: roll back (or fail, if nothing can be undone).
+    Abort {
+        reason: String,
+    },
+}
+
+/// A multi-step operation on one cluster, as journaled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    pub id: String,
+    pub cluster: String,
+    pub action: Action,
+    /// The policy rule that led to it.
+    pub reason: String,
+    pub message: String,
+    pub started_at: Timestamp,
+    pub deadline: Timestamp,
+    pub step: Step,
+    pub step_started_at: Timestamp,
+    /// The current step's effect was begun; whether it completed is unknown until re-read.
+    pub effect_started: bool,
+    /// Why the operation is being rolled back.
+    pub rolling_back: Option<String>,
+    /// Partitions this operation submitted for reassignment.
+    pub submitted: Vec<(String, i32)>,
+    /// The brokers the operation waited for became ready.
+    pub brokers_ready: bool,
+}
+
+impl Operation {
+    /// Start an operation for `action` on the cluster as `s` shows it.
+    pub fn start(
+        id: String,
+        action: Action,
+        reason: String,
+        message: String,
+        s: &Snapshot,
+        now: Timestamp,
+        timeout: Duration,
+    ) -> Self {
+        let step = first_step(&action, s);
+        Operation {
+            id,
+            cluster: s.cluster.clone(),
+            action,
+            reason,
+            message,
+            started_at: now,
+            deadline: now + timeout,
+            step,
+            step_started_at: now,
+            effect_started: false,
+            rolling_back: None,
+            submitted: Vec::new(),
+            brokers_ready: false,
+        }
+    }
+
+    /// Kind of the action.
+    pub fn kind(&self) -> ActionKind {
+        self.action.kind()
+    }
+
+    /// Steps that undo what was done, first one returned; none when nothing can be undone.
+    pub fn rollback_step(&self) -> Option<Step> {
+        if !self.submitted.is_empty() {
+            return Some(Step::CancelReassignments {
+                partitions: self.submitted.clone(),
+            });
+        }
+        self.revert_step()
+    }
+
+    fn revert_step(&self) -> Option<Step> {
+        match self.action {
+            // New brokers that never became ready are removed again; ready ones stay (moving
+            // data back would cost more than keeping them).
+            Action::ScaleBrokers { from, to } if to > from && !self.brokers_ready => {
+                Some(Step::RevertReplicas { replicas: from })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn first_step(action: &Action, s: &Snapshot) -> Step {
+    match action {
+        Action::ScaleBrokers { from, to } if to > from => Step::PatchReplicas { replicas: *to },
+        Action::ScaleBrokers { from, to } => {
+            let mut ids: Vec<i32> = s
+                .node_pool
+                .as_ref()
+                .map(|p| p.node_ids.clone())
+                .unwrap_or_default();
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            ids.truncate((from - to) as usize);
+            Step::Rebalance { drain: ids }
+        }
+        Action::ReassignPartitions { moves } => Step::Reassign {
+            moves: moves.clone(),
+        },
+        Action::ElectLeaders {} => Step::ElectLeaders,
+        Action::RestartPod { broker } | Action::ReplacePod { broker } => {
+            Step::DeletePod { broker: *broker }
+        }
+        Action::ReplaceVolume { broker } => Step::DeletePvc { broker: *broker },
+        Action::ResizeVolume { to_bytes, .. } => Step::ResizeStorage { bytes: *to_bytes },
+        Action::RenewCertificate { secret, .. } => Step::ForceRenew {
+            secret: secret.clone(),
+        },
+        // Notifications are not operations; the executor never starts one for them.
+        Action::Notify { .. } => Step::Verify,
+    }
+}
+
+/// What comes after the brokers reached the wanted count.
+fn after_brokers(op: &Operation) -> Step {
+    match op.action {
+        Action::ScaleBrokers { from, to } if to > from => Step::Rebalance { drain: Vec::new() },
+        _ => Step::Verify,
+    }
+}
+
+/// What comes after the submitted reassignments completed.
+fn after_reassignment(op: &Operation, drain: &[i32]) -> Step {
+    match op.action {
+        Action::ScaleBrokers { from, to } if to < from => Step::VerifyDrained {
+            brokers: drain.to_vec(),
+            replicas: to,
+        },
+        _ => Step::ElectLeaders,
+    }
+}
+
+fn draining(op: &Operation, s: &Snapshot) -> Vec<i32> {
+    match op.action {
+        Action::ScaleBrokers { from, to } if to < from => {
+            let mut ids: Vec<i32> = s.brokers.iter().map(|b| b.id).collect();
+            ids.sort_unstable_by(|a, b| b.cmp(a));
+            ids.truncate((from - to) as usize);
+            ids
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Why the cluster is not healthy, if it is not.
+pub fn unhealthy(s: &Snapshot) -> Option<String> {
+    let mut problems = Vec::new();
+    if s.partitions.offline > 0 {
+        problems.push(format!("{} offline partitions", s.partitions.offline));
+    }
+    if s.partitions.under_replicated > 0 {
+        problems.push(format!(
+            "{} under-replicated partitions",
+            s.partitions.under_replicated
+        ));
+    }
+    let bad: Vec<String> = s
+        .brokers
+        .iter()
+        .filter(|b| b.state != BrokerState::Healthy)
+        .map(|b| format!("broker {} {:?}", b.id, b.state))
+        .collect();
+    problems.extend(bad);
+    (!problems.is_empty()).then(|| problems.join(", "))
+}
+
+fn advance(effect: Effect, next: Step, detail: impl Into<String>) -> Progress {
+    Progress::Advance {
+        effect,
+        next,
+        detail: detail.into(),
+    }
+}
+
+/// Decide the next move of `op` from the latest snapshot.
+pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, throttle: Option<u64>) -> Progress {
+    if now > op.deadline && op.rolling_back.is_none() {
+        return Progress::Abort {
+            reason: format!("operation exceeded its deadline ({})", op.deadline),
+        };
+    }
+    let waited = now - op.step_started_at;
+    // A waiting step must judge a snapshot taken after its effect was made, never the one the
+    // effect was planned from.
+    if op.step.waits() && s.at <= op.step_started_at {
+        return Progress::Wait;
+    }
+    let live = u32::try_from(s.live_brokers().count()).unwrap_or(u32::MAX);
+    let pool = s.node_pool.as_ref().map_or(0, |p| p.replicas);
+    let brokers_at = |r: u32| pool == r && live == r && s.brokers.len() == r as usize;
+    match &op.step {
+        Step::PatchReplicas { replicas } => advance(
+            Effect::ScalePool(*replicas),
+            Step::AwaitBrokers {
+                replicas: *replicas,
+            },
+            format!("node pool replicas {pool} -> {replicas}"),
+        ),
+        Step::AwaitBrokers { replicas } if brokers_at(*replicas) => advance(
+            Effect::None,
+            after_brokers(op),
+            format!("{replicas} brokers registered and ready"),
+        ),
+        Step::AwaitBrokers { replicas } if waited > BROKER_TIMEOUT => Progress::Abort {
+            reason: format!(
+                "only {live} of {replicas} brokers ready after {}",
+                humantime::format_duration(waited)
+            ),
+        },
+        Step::AwaitBrokers { .. } => Progress::Wait,
+        Step::Rebalance { drain } => {
+            let moves = rebalance::plan_moves(s, drain);
+            if moves.is_empty() {
+                return advance(
+                    Effect::None,
+                    after_reassignment(op, drain),
+                    "assignment already balanced",
+                );
+            }
+            let partitions: Vec<(String, i32)> = moves
+                .iter()
+                .map(|m| (m.topic.clone(), m.partition))
+                .collect();
+            let detail = format!("{} partition moves submitted", moves.len());
+            advance(
+                Effect::Reassign { moves, throttle },
+                Step::AwaitReassignment { partitions },
+                detail,
+            )
+        }
+        Step::Reassign { moves } => {
+            let partitions: Vec<(String, i32)> = moves
+                .iter()
+                .map(|m| (m.topic.clone(), m.partition))
+                .collect();
+            let detail = format!("{} partition moves submitted", moves.len());
+            advance(
+                Effect::Reassign {
+                    moves: moves.clone(),
+                    throttle,
+                },
+                Step::AwaitReassignment { partitions },
+                detail,
+            )
+        }
+        Step::AwaitReassignment { partitions } => {
+            let drain = draining(op, s);
+            if let Some(b) = s
+                .brokers
+                .iter()
+                .find(|b| b.state == BrokerState::Failed && !drain.contains(&b.id))
+            {
+                return Progress::Abort {
+                    reason: format!(
+                        "broker {} failed its health check during reassignment",
+                        b.id
+                    ),
+                };
+            }
+            let ours: BTreeSet<&(String, i32)> = partitions.iter().collect();
+            let left = s
+                .reassignments
+                .iter()
+                .filter(|r| ours.contains(&(r.topic.clone(), r.partition)))
+                .count();
+            if left == 0 {
+                advance(
+                    Effect::ClearThrottle,
+                    after_reassignment(op, &drain),
+                    format!(
+                        "{} reassignments complete, throttle cleared",
+                        partitions.len()
+                    ),
+                )
+            } else {
+                Progress::Wait
+            }
+        }
+        Step::VerifyDrained { brokers, replicas } => {
+            let busy: Vec<i32> = brokers
+                .iter()
+                .copied()
+                .filter(|b| s.broker(*b).is_some_and(|x| x.replicas > 0))
+                .collect();
+            if busy.is_empty() {
+                advance(
+                    Effect::None,
+                    Step::PatchReplicas {
+                        replicas: *replicas,
+                    },
+                    format!("brokers {brokers:?} host no replicas"),
+                )
+            } else {
+                Progress::Abort {
+                    reason: format!("brokers {busy:?} still host replicas after draining"),
+                }
+            }
+        }
+        Step::ElectLeaders => advance(
+            Effect::ElectLeaders,
+            Step::Verify,
+            "preferred leaders elected",
+        ),
+        Step::DeletePod { broker } => advance(
+            Effect::DeletePod(*broker),
+            Step::AwaitBroker { broker: *broker },
+            format!("pod of broker {broker} deleted"),
+        ),
+        Step::DeletePvc { broker } => advance(
+            Effect::DeletePvc(*broker),
+            Step::AwaitBroker { broker: *broker },
+            format!("volume of broker {broker} deleted"),
+        ),
+        Step::AwaitBroker { broker } => {
+            let back = s
+                .broker(*broker)
+                .is_some_and(|b| b.registered && b.pod.as_ref().is_some_and(|p| p.ready));
+            if back {
+                advance(
+                    Effect::None,
+                    Step::Verify,
+                    format!("broker {broker} registered and ready"),
+                )
+            } else if waited > BROKER_TIMEOUT {
+                Progress::Abort {
+                    reason: format!(
+                        "broker {broker} not back after {}",
+                        humantime::format_duration(waited)
+                    ),
+                }
+            } else {
+                Progress::Wait
+            }
+        }
+        Step::ResizeStorage { bytes } => advance(
+            Effect::Resize(*bytes),
+            Step::AwaitCapacity { bytes: *bytes },
+            format!("storage -> {bytes} bytes"),
+        ),
+        Step::AwaitCapacity { bytes } => {
+            let grown = s
+                .pvcs
+                .iter()
+                .filter(|p| p.phase == "Bound")
+                .all(|p| p.capacity_bytes.is_some_and(|c| c >= *bytes));
+            if grown {
+                Progress::Finish {
+                    result: Outcome::Succeeded,
+                    detail: format!("every volume has {bytes} bytes"),
+                }
+            } else if waited > RESOURCE_TIMEOUT {
+                Progress::Abort {
+                    reason: "volumes did not grow".into(),
+                }
+            } else {
+                Progress::Wait
+            }
+        }
+        Step::ForceRenew { secret } => advance(
+            Effect::Renew(secret.clone()),
+            Step::AwaitRenewal {
+                secret: secret.clone(),
+            },
+            format!("{secret} annotated strimzi.io/force-renew"),
+        ),
+        Step::AwaitRenewal { secret } => {
+            let old = match &op.action {
+                Action::RenewCertificate { not_after, .. } => *not_after,
+                _ => Timestamp::default(),
+            };
+            match s.certificates.iter().find(|c| &c.secret == secret) {
+                Some(c) if c.not_after > old => Progress::Finish {
+                    result: Outcome::Succeeded,
+                    detail: format!("{secret} valid until {}", c.not_after),
+                },
+                _ if waited > RESOURCE_TIMEOUT => Progress::Abort {
+                    reason: format!("{secret} not renewed"),
+                },
+                _ => Progress::Wait,
+            }
+        }
+        Step::Verify => match unhealthy(s) {
+            None => {
+                let result = if op.rolling_back.is_some() {
+                    Outcome::RolledBack
+                } else {
+                    Outcome::Succeeded
+                };
+                Progress::Finish {
+                    result,
+                    detail: format!("cluster healthy with {live} brokers"),
+                }
+            }
+            Some(why) if waited > VERIFY_TIMEOUT => Progress::Finish {
+                result: Outcome::Failed,
+                detail: format!(
+                    "not healthy after {}: {why}",
+                    humantime::format_duration(waited)
+                ),
+            },
+            Some(_) => Progress::Wait,
+        },
+        Step::CancelReassignments { partitions } => {
+            let next = op.revert_step();
+            let detail = format!("{} reassignments cancelled", partitions.len());
+            match next {
+                Some(step) => advance(Effect::Cancel(partitions.clone()), step, detail),
+                None => advance(
+                    Effect::Cancel(partitions.clone()),
+                    Step::AwaitRevert { replicas: pool },
+                    detail,
+                ),
+            }
+        }
+        Step::RevertReplicas { replicas } => advance(
+            Effect::ScalePool(*replicas),
+            Step::AwaitRevert {
+                replicas: *replicas,
+            },
+            format!("node pool replicas back to {replicas}"),
+        ),
+        Step::AwaitRevert { replicas }
+            if pool == *replicas && s.brokers.len() == *replicas as usize =>
+        {
+            let reason = op.rolling_back.clone().unwrap_or_default();
+            Progress::Finish {
+                result: Outcome::RolledBack,
+                detail: reason,
+            }
+        }
+        Step::AwaitRevert { .. } if waited > BROKER_TIMEOUT => Progress::Finish {
+            result: Outcome::Failed,
+            detail: "rollback did not complete".into(),
+        },
+        Step::AwaitRevert { .. } => Progress::Wait,
+    }
+}

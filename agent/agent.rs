@@ -1,0 +1,338 @@
+//! The agent: one pipeline per cluster ([`ClusterAgent::tick`]) and the loop that runs it on
+//! the interval and at once when triggered ([`run`]).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::act::{ClusterExecutor, Shared};
+use crate::backend::Backends;
+use crate::collect::{self, Sourced};
+use crate::config::Limits;
+use crate::events::{Body, Event, Events};
+use crate::plan::{self, Decision, Plan};
+use crate::policy::{self, Alert, PolicySet, PolicyStore, Reload};
+use crate::snapshot::{self, BrokerTracker, Snapshot, SnapshotOptions};
+use crate::telemetry;
+use crate::time::Timestamp;
+
+/// What one tick saw and decided.
+#[derive(Debug)]
+pub struct TickReport {
+    pub snapshot: Snapshot,
+    /// The policy input document evaluated this tick.
+    pub input: serde_json::Value,
+    pub decisions: Vec<Decision>,
+    pub plan: Plan,
+}
+
+/// Settings of one cluster's pipeline.
+#[derive(Clone, Debug)]
+pub struct PipelineSettings {
+    pub region: String,
+    pub dry_run: bool,
+    pub limits: Limits,
+}
+
+/// The pipeline of one cluster and the state it carries between ticks.
+#[derive(Debug)]
+pub struct ClusterAgent {
+    name: String,
+    settings: PipelineSettings,
+    backends: Backends,
+    tracker: BrokerTracker,
+    executor: ClusterExecutor,
+    events: Events,
+}
+
+impl ClusterAgent {
+    /// A pipeline for `name`; resumes any operation the journal holds for it.
+    pub fn new(
+        name: &str,
+        settings: PipelineSettings,
+        backends: Backends,
+        shared: Arc<Shared>,
+        events: Events,
+    ) -> Result<Self, crate::act::journal::Error> {
+        let executor = ClusterExecutor::new(name, backends.clone(), shared, events.clone())?;
+        Ok(Self {
+            name: name.to_owned(),
+            settings,
+            backends,
+            tracker: BrokerTracker::default(),
+            executor,
+            events,
+        })
+    }
+
+    /// Cluster name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The executor (its history and operation in flight).
+    pub fn executor(&self) -> &ClusterExecutor {
+        &self.executor
+    }
+
+    fn emit(&self, now: Timestamp, body: Body) {
+        self.events.emit(Event {
+            at: now,
+            cluster: self.name.clone(),
+            body,
+        });
+    }
+
+    /// One pass: collect -> snapshot -> progress the operation in flight -> policy -> plan -> act.
+    pub async fn tick(
+        &mut self,
+        policies: &PolicySet,
+        alerts: &[Alert],
+        now: Timestamp,
+    ) -> TickReport {
+        let obs = collect::collect(
+            &self.name,
+            &self.backends,
+            self.settings.limits.metrics_window,
+            now,
+        )
+        .await;
+        self.report_sources(&obs, now);
+        let settings = policies.settings();
+        let opts = SnapshotOptions {
+            conditions: settings.conditions.clone(),
+            max_data_age: self.settings.limits.max_data_age,
+            heartbeat_timeout: settings.heartbeat_timeout,
+        };
+        let snapshot = snapshot::build(&obs, &opts, &mut self.tracker, now);
+        self.report_freshness(&snapshot);
+        self.executor.progress(&snapshot, now).await;
+        let history = self.executor.history().clone();
+        let input = PolicySet::to_input(&policy::input(
+            &snapshot,
+            &history,
+            &self.settings.region,
+            self.settings.dry_run,
+            alerts,
+        ));
+        let started = Instant::now();
+        let evaluation = input
+            .as_ref()
+            .map_err(|e| policy::Error::Input {
+                message: e.to_string(),
+            })
+            .and_then(|i| policies.evaluate(i));
+        metrics::histogram!(telemetry::POLICY_EVAL_DURATION)
+            .record(started.elapsed().as_secs_f64());
+        let decisions = match evaluation {
+            Ok(e) => {
+                for err in e.errors {
+                    self.emit(
+                        now,
+                        Body::PolicyError {
+                            category: err.category().into(),
+                            message: err.to_string(),
+                        },
+                    );
+                }
+                e.decisions
+            }
+            Err(err) => {
+                self.emit(
+                    now,
+                    Body::PolicyError {
+                        category: err.category().into(),
+                        message: err.to_string(),
+                    },
+                );
+                Vec::new()
+            }
+        };
+        for d in &decisions {
+            let body = Body::Decision {
+                package: d.package.clone(),
+                reason: d.rule.clone(),
+                message: d.message.clone(),
+                request: d.request.clone(),
+            };
+            self.emit(now, body);
+        }
+        let plan = plan::plan(&snapshot, &decisions, &history, &self.settings.limits, now);
+        for d in &plan.deferred {
+            self.emit(
+                now,
+                Body::Deferred {
+                    kind: d.kind,
+                    reason: d.rule.clone(),
+                    why: d.why.clone(),
+                },
+            );
+        }
+        self.executor.apply(&plan, &snapshot, now).await;
+        TickReport {
+            snapshot,
+            input: input.unwrap_or_default(),
+            decisions,
+            plan,
+        }
+    }
+
+    fn report_sources(&self, obs: &collect::Observations, now: Timestamp) {
+        let sources: [(&str, Option<(&String, &String)>); 3] = [
+            ("metrics", failed(&obs.metrics)),
+            ("kafka", failed(&obs.kafka)),
+            ("kube", failed(&obs.kube)),
+        ];
+        for (source, f) in sources {
+            if let Some((category, message)) = f {
+                self.emit(
+                    now,
+                    Body::SourceError {
+                        source: source.into(),
+                        category: category.clone(),
+                        message: message.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn report_freshness(&self, s: &Snapshot) {
+        for (source, f) in [
+            ("metrics", &s.data.metrics),
+            ("kafka", &s.data.kafka),
+            ("kube", &s.data.kube),
+        ] {
+            let labels = [
+                ("cluster", self.name.clone()),
+                ("source", source.to_owned()),
+            ];
+            if let Some(age) = f.age_seconds {
+                metrics::gauge!(telemetry::DATA_AGE, &labels).set(age);
+            }
+            metrics::gauge!(telemetry::DATA_STALE, &labels).set(if f.stale { 1.0 } else { 0.0 });
+        }
+    }
+}
+
+fn failed<T>(s: &Sourced<T>) -> Option<(&String, &String)> {
+    match s {
+        Sourced::Failed {
+            category, error, ..
+        } => Some((category, error)),
+        Sourced::Ok { .. } => None,
+    }
+}
+
+/// A request to evaluate a cluster now (from the webhook), with the alerts that caused it.
+#[derive(Clone, Debug, Default)]
+pub struct Trigger {
+    pub alerts: Vec<Alert>,
+}
+
+/// Senders of immediate evaluations, by cluster.
+#[derive(Clone, Debug, Default)]
+pub struct Triggers {
+    senders: BTreeMap<String, mpsc::Sender<Trigger>>,
+}
+
+impl Triggers {
+    /// Ask for an immediate evaluation of `cluster`; false when the cluster is unknown or a
+    /// trigger is already queued (the queued one covers it).
+    pub fn trigger(&self, cluster: &str, trigger: Trigger) -> bool {
+        let Some(tx) = self.senders.get(cluster) else {
+            return false;
+        };
+        metrics::counter!(telemetry::TRIGGERS, "cluster" => cluster.to_owned()).increment(1);
+        tx.try_send(trigger).is_ok()
+    }
+}
+
+/// Policies shared by every cluster's task; swapped on reload.
+pub type SharedPolicies = Arc<RwLock<Arc<PolicySet>>>;
+
+/// Check the policy directory and swap in a new set when it changed and compiles.
+pub fn reload_policies(
+    store: &mut PolicyStore,
+    shared: &SharedPolicies,
+    events: &Events,
+    now: Timestamp,
+) {
+    match store.refresh() {
+        Reload::Unchanged => {}
+        Reload::Reloaded => {
+            let set = store.current();
+            let packages = set.packages().to_vec();
+            if let Ok(mut w) = shared.write() {
+                *w = set;
+            }
+            metrics::counter!(telemetry::POLICY_RELOADS, "result" => "ok").increment(1);
+            events.emit(Event {
+                at: now,
+                cluster: String::new(),
+                body: Body::PolicyReloaded { packages },
+            });
+        }
+        Reload::Failed(e) => {
+            metrics::counter!(telemetry::POLICY_RELOADS, "result" => "failed").increment(1);
+            events.emit(Event {
+                at: now,
+                cluster: String::new(),
+                body: Body::PolicyError {
+                    category: e.category().into(),
+                    message: e.to_string(),
+                },
+            });
+        }
+    }
+    metrics::gauge!(telemetry::POLICY_HEALTHY).set(if store.error().is_none() { 1.0 } else { 0.0 });
+}
+
+/// Run one cluster's pipeline on `interval` and whenever a trigger arrives, until cancelled.
+pub async fn run_cluster(
+    mut agent: ClusterAgent,
+    policies: SharedPolicies,
+    interval: Duration,
+    mut triggers: mpsc::Receiver<Trigger>,
+    cancel: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let (alerts, cause) = tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = ticker.tick() => (Vec::new(), "interval"),
+            Some(t) = triggers.recv() => (t.alerts, "trigger"),
+        };
+        let set = match policies.read() {
+            Ok(p) => Arc::clone(&p),
+            Err(_) => return,
+        };
+        let span = tracing::info_span!("tick", cluster = %agent.name(), cause);
+        let started = Instant::now();
+        agent
+            .tick(&set, &alerts, Timestamp::now())
+            .instrument(span)
+            .await;
+        metrics::counter!(telemetry::TICKS, "cluster" => agent.name().to_owned(), "cause" => cause)
+            .increment(1);
+        metrics::histogram!(telemetry::TICK_DURATION, "cluster" => agent.name().to_owned())
+            .record(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Create the trigger channel of each cluster.
+pub fn trigger_channels(names: &[String]) -> (Triggers, BTreeMap<String, mpsc::Receiver<Trigger>>) {
+    let mut triggers = Triggers::default();
+    let mut receivers = BTreeMap::new();
+    for n in names {
+        let (tx, rx) = mpsc::channel(1);
+        triggers.senders.insert(n.clone(), tx);
+        receivers.insert(n.clone(), rx);
+    }
+    (triggers, receivers)
+}

@@ -1,0 +1,917 @@
+//! The simulated Strimzi cluster: brokers in racks, partitions with replicas, leaders and ISR,
+//! load spread over the brokers that host leaders and followers, disk growth, faults, and the
+//! cluster's answers to actions after realistic delays. Deterministic; time only moves when
+//! [`SimCluster::advance_to`] is called.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::spec::{ClusterSpec, Fault, Load};
+use crate::backend::{Error, PartitionTarget};
+use crate::collect::{BrokerSeries, Sample};
+use crate::time::Timestamp;
+
+const STEP: Duration = Duration::from_secs(5);
+const SAMPLE_EVERY: Duration = Duration::from_secs(15);
+const HISTORY: Duration = Duration::from_secs(3600);
+const CATCH_UP: Duration = Duration::from_secs(20);
+const IDLE_CPU: f64 = 0.05;
+const BASE_MEMORY: f64 = 0.30;
+/// Work of a follower replica relative to its leader (replication fetches).
+const FOLLOWER_WORK: f64 = 0.5;
+
+/// Life of a broker process and its pod.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Life {
+    Running,
+    Starting {
+        ready_at: Timestamp,
+    },
+    Crashed {
+        recover_at: Option<Timestamp>,
+    },
+    Evicted {
+        reschedule_at: Timestamp,
+    },
+    /// Its volume failed or is being replaced: the pod cannot start.
+    NoVolume,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Broker {
+    pub rack: String,
+    pub life: Life,
+    pub restarts: u32,
+    pub node: String,
+    /// In sync again from this instant (after a restart it must catch up).
+    pub in_sync_from: Timestamp,
+    /// Slow until this instant (`Some(None)`: until it is restarted).
+    pub slow: Option<Option<Timestamp>>,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Partition {
+    pub id: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub leader: Option<i32>,
+    pub size: f64,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Topic {
+    pub name: String,
+    pub min_isr: u32,
+    pub weight: f64,
+    pub partitions: Vec<Partition>,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Pvc {
+    pub phase: &'static str,
+    pub capacity: u64,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Cert {
+    pub secret: String,
+    pub kind: &'static str,
+    pub not_after: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct Move {
+    pub target: Vec<i32>,
+    pub bytes_left: f64,
+}
+
+#[derive(Clone, Debug)]
+enum Pending {
+    CertRenewed { secret: String },
+    VolumesResized { bytes: u64 },
+    PvcBound { broker: i32 },
+}
+
+/// The simulated cluster.
+#[derive(Clone, Debug)]
+pub struct SimCluster {
+    pub(super) spec: ClusterSpec,
+    pub(super) now: Timestamp,
+    pub(super) brokers: BTreeMap<i32, Broker>,
+    pub(super) topics: Vec<Topic>,
+    pub(super) pool_replicas: u32,
+    pub(super) storage: u64,
+    pub(super) pvcs: BTreeMap<i32, Pvc>,
+    pub(super) certs: Vec<Cert>,
+    pub(super) moves: BTreeMap<(String, i32), Move>,
+    pub(super) throttle: Option<u64>,
+    pub(super) lag: BTreeMap<String, f64>,
+    load: Load,
+    reference_brokers: u32,
+    samples: BTreeMap<i32, BrokerSeries>,
+    next_sample: Timestamp,
+    pending: Vec<(Timestamp, Pending)>,
+}
+
+/// Deterministic noise in [-1, 1] from a seed and coordinates (splitmix64).
+fn noise(seed: u64, a: u64, b: u64) -> f64 {
+    let mut z =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    #[allow(clippy::cast_precision_loss)]
+    let unit = (z >> 11) as f64 / (1u64 << 53) as f64;
+    unit * 2.0 - 1.0
+}
+
+impl SimCluster {
+    /// A healthy cluster as `spec` describes it, at instant `start`.
+    pub fn new(spec: ClusterSpec, start: Timestamp) -> Result<Self, String> {
+        spec.validate()?;
+        let mut sim = SimCluster {
+            now: start,
+            brokers: BTreeMap::new(),
+            topics: Vec::new(),
+            pool_replicas: spec.brokers,
+            storage: spec.broker.disk.0,
+            pvcs: BTreeMap::new(),
+            certs: Vec::new(),
+            moves: BTreeMap::new(),
+            throttle: None,
+            lag: spec
+                .consumer_groups
+                .iter()
+                .map(|g| (g.name.clone(), 0.0))
+                .collect(),
+            load: Load::default(),
+            reference_brokers: spec.brokers,
+            samples: BTreeMap::new(),
+            next_sample: start,
+            pending: Vec::new(),
+            spec,
+        };
+        for id in 0..i32::try_from(sim.spec.brokers)
+            .map_err(|_| "cluster.brokers: too many".to_string())?
+        {
+            sim.add_broker(id, Life::Running);
+        }
+        sim.assign_topics();
+        let days = Duration::from_secs_f64(sim.spec.certificate_days.max(0.0) * 86_400.0);
+        let name = sim.spec.name.clone();
+        sim.certs = vec![
+            Cert {
+                secret: format!("{name}-cluster-ca-cert"),
+                kind: "cluster-ca",
+                not_after: start + days,
+            },
+            Cert {
+                secret: format!("{name}-clients-ca-cert"),
+                kind: "clients-ca",
+                not_after: start + days,
+            },
+        ];
+        sim.record_samples();
+        Ok(sim)
+    }
+
+    fn add_broker(&mut self, id: i32, life: Life) {
+        let racks = &self.spec.racks;
+        let rack = racks[usize::try_from(id).unwrap_or(0) % racks.len()].clone();
+        let node = format!("node-{rack}-{id}");
+        let broker = Broker {
+            rack,
+            life,
+            restarts: 0,
+            node,
+            in_sync_from: self.now,
+            slow: None,
+        };
+        self.brokers.insert(id, broker);
+        self.pvcs.insert(
+            id,
+            Pvc {
+                phase: "Bound",
+                capacity: self.storage,
+            },
+        );
+    }
+
+    /// Kafka's rack-aware placement: brokers interleaved by rack, replicas on consecutive ones.
+    fn assign_topics(&mut self) {
+        let mut by_rack: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (id, b) in &self.brokers {
+            by_rack.entry(b.rack.as_str()).or_default().push(*id);
+        }
+        let mut order = Vec::new();
+        let deepest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+        for i in 0..deepest {
+            order.extend(by_rack.values().filter_map(|ids| ids.get(i).copied()));
+        }
+        let n = order.len();
+        let mut global = 0usize;
+        let specs = self.spec.topics.clone();
+        for t in specs {
+            let partitions = (0..t.partitions)
+                .map(|p| {
+                    let rf = t.replication_factor as usize;
+                    let replicas: Vec<i32> = (0..rf).map(|j| order[(global + j) % n]).collect();
+                    global += 1;
+                    #[allow(clippy::cast_precision_loss)]
+                    let size = t.partition_size.0 as f64;
+                    Partition {
+                        id: i32::try_from(p).unwrap_or(i32::MAX),
+                        isr: replicas.clone(),
+                        leader: replicas.first().copied(),
+                        replicas,
+                        size,
+                    }
+                })
+                .collect();
+            self.topics.push(Topic {
+                name: t.name,
+                min_isr: t.min_insync_replicas,
+                weight: t.weight,
+                partitions,
+            });
+        }
+    }
+
+    /// Virtual now.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Change the offered load (utilisation it would cause at the initial cluster size).
+    pub fn set_load(&mut self, load: Load) {
+        self.load = load;
+    }
+
+    /// Run the cluster forward to `t`.
+    pub fn advance_to(&mut self, t: Timestamp) {
+        while self.now < t {
+            let dt = STEP.min(t - self.now);
+            self.now = self.now + dt;
+            self.step(dt);
+        }
+    }
+
+    fn step(&mut self, dt: Duration) {
+        self.lifecycle();
+        self.pending_events();
+        self.progress_moves(dt);
+        self.update_isr();
+        self.grow(dt);
+        self.update_lag(dt);
+        if self.now >= self.next_sample {
+            self.record_samples();
+        }
+    }
+
+    fn lifecycle(&mut self) {
+        let now = self.now;
+        let restart = self.spec.timing.pod_restart;
+        for (id, b) in &mut self.brokers {
+            match b.life {
+                Life::Starting { ready_at } if ready_at <= now => {
+                    b.life = Life::Running;
+                    b.in_sync_from = now + CATCH_UP;
+                }
+                Life::Crashed {
+                    recover_at: Some(at),
+                } if at <= now => {
+                    b.life = Life::Starting {
+                        ready_at: now + restart,
+                    };
+                }
+                Life::Evicted { reschedule_at } if reschedule_at <= now => {
+                    b.node = format!("node-{}-{id}-r{}", b.rack, b.restarts + 1);
+                    b.life = Life::Starting {
+                        ready_at: now + restart,
+                    };
+                }
+                _ => {}
+            }
+            if matches!(b.slow, Some(Some(until)) if until <= now) {
+                b.slow = None;
+            }
+        }
+    }
+
+    fn pending_events(&mut self) {
+        let now = self.now;
+        let (due, later): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(|(at, _)| *at <= now);
+        self.pending = later;
+        for (_, event) in due {
+            match event {
+                Pending::CertRenewed { secret } => {
+                    if let Some(c) = self.certs.iter_mut().find(|c| c.secret == secret) {
+                        c.not_after = now + Duration::from_secs(365 * 86_400);
+                    }
+                }
+                Pending::VolumesResized { bytes } => {
+                    for p in self.pvcs.values_mut() {
+                        p.capacity = p.capacity.max(bytes);
+                    }
+                }
+                Pending::PvcBound { broker } => {
+                    if let Some(p) = self.pvcs.get_mut(&broker) {
+                        p.phase = "Bound";
+                        p.capacity = self.storage;
+                    }
+                    let restart = self.spec.timing.pod_restart;
+                    if let Some(b) = self.brokers.get_mut(&broker) {
+                        b.life = Life::Starting {
+                            ready_at: now + restart,
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_up(&self, id: i32) -> bool {
+        self.brokers
+            .get(&id)
+            .is_some_and(|b| b.life == Life::Running)
+    }
+
+    fn in_sync(&self, id: i32) -> bool {
+        self.brokers.get(&id).is_some_and(|b| {
+            b.life == Life::Running && b.in_sync_from <= self.now && b.slow.is_none()
+        })
+    }
+
+    fn progress_moves(&mut self, dt: Duration) {
+        if self.moves.is_empty() {
+            return;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let mut rate = self.spec.timing.reassignment_throughput.0 as f64;
+        if let Some(t) = self.throttle {
+            #[allow(clippy::cast_precision_loss)]
+            let cap = t as f64 * self.brokers.len() as f64;
+            rate = rate.min(cap);
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let per_move = rate * dt.as_secs_f64() / self.moves.len() as f64;
+        let ready: Vec<(String, i32)> = self
+            .moves
+            .iter()
+            .filter(|(_, m)| m.target.iter().all(|b| self.is_up(*b)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut done = Vec::new();
+        for key in ready {
+            if let Some(m) = self.moves.get_mut(&key) {
+                m.bytes_left -= per_move;
+                if m.bytes_left <= 0.0 {
+                    done.push(key);
+                }
+            }
+        }
+        for key in done {
+            if let Some(m) = self.moves.remove(&key) {
+                self.complete_move(&key.0, key.1, m.target);
+            }
+        }
+    }
+
+    fn complete_move(&mut self, topic: &str, partition: i32, target: Vec<i32>) {
+        let Some(p) = self.partition_mut(topic, partition) else {
+            return;
+        };
+        p.replicas = target;
+        p.isr.retain(|r| p.replicas.contains(r));
+        for r in &p.replicas {
+            if !p.isr.contains(r) {
+                p.isr.push(*r);
+            }
+        }
+        if p.leader.is_none_or(|l| !p.replicas.contains(&l)) {
+            p.leader = p.replicas.first().copied();
+        }
+    }
+
+    pub(super) fn partition_mut(&mut self, topic: &str, partition: i32) -> Option<&mut Partition> {
+        self.topics
+            .iter_mut()
+            .find(|t| t.name == topic)?
+            .partitions
+            .iter_mut()
+            .find(|p| p.id == partition)
+    }
+
+    fn update_isr(&mut self) {
+        let in_sync: BTreeMap<i32, bool> = self
+            .brokers
+            .keys()
+            .map(|id| (*id, self.in_sync(*id)))
+            .collect();
+        let up: BTreeMap<i32, bool> = self
+            .brokers
+            .keys()
+            .map(|id| (*id, self.is_up(*id)))
+            .collect();
+        let ok = |m: &BTreeMap<i32, bool>, id: &i32| m.get(id).copied().unwrap_or(false);
+        for p in self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+            let leader_alive = p.leader.is_some_and(|l| ok(&up, &l));
+            // A live leader stays in ISR even when slow; followers must be caught up.
+            p.isr = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| ok(&in_sync, r) || (leader_alive && Some(*r) == p.leader))
+                .collect();
+            if !leader_alive {
+                p.leader = p.isr.first().copied();
+            }
+        }
+    }
+
+    fn grow(&mut self, dt: Duration) {
+        #[allow(clippy::cast_precision_loss)]
+        let per_second = self.spec.ingest_per_hour.0 as f64 / 3600.0;
+        if per_second <= 0.0 {
+            return;
+        }
+        let total_weight: f64 = self
+            .topics
+            .iter()
+            .map(|t| t.weight * t.partitions.len() as f64)
+            .sum();
+        for t in &mut self.topics {
+            let share =
+                per_second * dt.as_secs_f64() * t.weight / total_weight.max(f64::MIN_POSITIVE);
+            for p in &mut t.partitions {
+                p.size += share;
+            }
+        }
+    }
+
+    fn update_lag(&mut self, dt: Duration) {
+        let hottest = self.utilisation().values().map(|u| u.0).fold(0.0, f64::max);
+        for lag in self.lag.values_mut() {
+            if hottest > 0.9 {
+                *lag += (hottest - 0.9) * 20_000.0 * dt.as_secs_f64();
+            } else {
+                *lag *= 0.8f64.powf(dt.as_secs_f64() / 60.0);
+            }
+        }
+    }
+
+    /// (cpu, memory, network, disk) utilisation of each running broker.
+    pub(super) fn utilisation(&self) -> BTreeMap<i32, (f64, f64, f64, f64)> {
+        let mut work: BTreeMap<i32, f64> = BTreeMap::new();
+        let mut disk: BTreeMap<i32, f64> = BTreeMap::new();
+        let mut reference = 0.0;
+        for t in &self.topics {
+            for p in &t.partitions {
+                #[allow(clippy::cast_precision_loss)]
+                let followers = p.replicas.len().saturating_sub(1) as f64;
+                reference += t.weight * (1.0 + FOLLOWER_WORK * followers);
+                for r in &p.replicas {
+                    *disk.entry(*r).or_default() += p.size;
+                    if Some(*r) == p.leader {
+                        *work.entry(*r).or_default() += t.weight;
+                    } else if p.isr.contains(r) {
+                        *work.entry(*r).or_default() += t.weight * FOLLOWER_WORK;
+                    }
+                }
+            }
+        }
+        let mut moving: BTreeMap<i32, f64> = BTreeMap::new();
+        for ((topic, partition), m) in &self.moves {
+            let leader = self
+                .topics
+                .iter()
+                .find(|t| &t.name == topic)
+                .and_then(|t| t.partitions.iter().find(|p| p.id == *partition))
+                .and_then(|p| p.leader);
+            for b in m.target.iter().chain(leader.iter()) {
+                *moving.entry(*b).or_default() += 0.02;
+            }
+        }
+        let n0 = f64::from(self.reference_brokers);
+        self.brokers
+            .iter()
+            .filter(|(_, b)| b.life == Life::Running)
+            .map(|(id, _)| {
+                let share =
+                    work.get(id).copied().unwrap_or(0.0) * n0 / reference.max(f64::MIN_POSITIVE);
+                let extra = moving.get(id).copied().unwrap_or(0.0).min(0.15);
+                let cpu = IDLE_CPU + (self.load.cpu - IDLE_CPU).max(0.0) * share + extra;
+                let memory = BASE_MEMORY + (self.load.memory - BASE_MEMORY).max(0.0) * share;
+                let network = 0.02 + 0.8 * self.load.cpu * share;
+                #[allow(clippy::cast_precision_loss)]
+                let capacity = self
+                    .pvcs
+                    .get(id)
+                    .map_or(self.storage, |p| p.capacity)
+                    .max(1) as f64;
+                let used = disk.get(id).copied().unwrap_or(0.0) / capacity;
+                (*id, (cpu, memory, network, used))
+            })
+            .collect()
+    }
+
+    fn record_samples(&mut self) {
+        let now = self.now;
+        let tick = now.as_millis() / 1000;
+        let seed = self.spec.seed;
+        for (id, (cpu, memory, network, disk)) in self.utilisation() {
+            let s = self.samples.entry(id).or_default();
+            let id64 = u64::from(id.unsigned_abs());
+            let jitter = |v: f64, metric: u64, scale: f64| {
+                (v + scale * noise(seed, id64 * 8 + metric, tick)).clamp(0.0, 1.0)
+            };
+            s.cpu.push(Sample {
+                at: now,
+                value: jitter(cpu, 0, 0.015),
+            });
+            s.memory.push(Sample {
+                at: now,
+                value: jitter(memory, 1, 0.005),
+            });
+            s.network.push(Sample {
+                at: now,
+                value: jitter(network, 2, 0.015),
+            });
+            s.disk.push(Sample {
+                at: now,
+                value: jitter(disk, 3, 0.0),
+            });
+        }
+        let oldest = now.saturating_sub(HISTORY);
+        for s in self.samples.values_mut() {
+            for series in [&mut s.cpu, &mut s.memory, &mut s.network, &mut s.disk] {
+                series.retain(|x| x.at >= oldest);
+            }
+        }
+        self.next_sample = now + SAMPLE_EVERY;
+    }
+
+    /// Series of every broker within `window` up to now.
+    pub(super) fn series(&self, window: Duration) -> BTreeMap<i32, BrokerSeries> {
+        let from = self.now.saturating_sub(window);
+        let cut = |v: &Vec<Sample>| {
+            v.iter()
+                .filter(|s| s.at >= from && s.at <= self.now)
+                .copied()
+                .collect()
+        };
+        self.samples
+            .iter()
+            .map(|(id, s)| {
+                (
+                    *id,
+                    BrokerSeries {
+                        cpu: cut(&s.cpu),
+                        memory: cut(&s.memory),
+                        disk: cut(&s.disk),
+                        network: cut(&s.network),
+                    },
+                )
+            })
+            .filter(|(_, s)| !s.cpu.is_empty())
+            .collect()
+    }
+
+    /// Make something go wrong.
+    pub fn inject(&mut self, fault: &Fault) -> Result<(), Error> {
+        let now = self.now;
+        let missing = |b: i32| Error::NotFound {
+            what: format!("broker {b}"),
+        };
+        match fault {
+            Fault::BrokerDown { broker, duration } => {
+                let b = self
+                    .brokers
+                    .get_mut(broker)
+                    .ok_or_else(|| missing(*broker))?;
+                b.life = Life::Crashed {
+                    recover_at: duration.map(|d| now + d),
+                };
+            }
+            Fault::PodEvicted { broker } => {
+                let reschedule_at = now + self.spec.timing.eviction_reschedule;
+                let b = self
+                    .brokers
+                    .get_mut(broker)
+                    .ok_or_else(|| missing(*broker))?;
+                b.life = Life::Evicted { reschedule_at };
+            }
+            Fault::PvcFailed { broker } => {
+                let b = self
+                    .brokers
+                    .get_mut(broker)
+                    .ok_or_else(|| missing(*broker))?;
+                b.life = Life::NoVolume;
+                if let Some(p) = self.pvcs.get_mut(broker) {
+                    p.phase = "Lost";
+                }
+            }
+            Fault::SlowReplica { broker, duration } => {
+                let b = self
+                    .brokers
+                    .get_mut(broker)
+                    .ok_or_else(|| missing(*broker))?;
+                b.slow = Some(duration.map(|d| now + d));
+            }
+            Fault::CertificateExpiring { secret, days } => {
+                let c = self
+                    .certs
+                    .iter_mut()
+                    .find(|c| &c.secret == secret)
+                    .ok_or_else(|| Error::NotFound {
+                        what: format!("secret {secret}"),
+                    })?;
+                c.not_after = now + Duration::from_secs_f64(days.max(0.0) * 86_400.0);
+            }
+        }
+        self.update_isr();
+        Ok(())
+    }
+
+    /// Patch the node pool's replicas. Like Strimzi, new brokers get the next IDs and removal
+    /// takes the highest IDs, refused while they still host replicas.
+    pub(super) fn scale(&mut self, replicas: u32) -> Result<(), Error> {
+        let current = u32::try_from(self.brokers.len()).unwrap_or(u32::MAX);
+        if replicas > current {
+            let mut next = self.brokers.keys().max().map_or(0, |m| m + 1);
+            let ready_at = self.now + self.spec.timing.broker_join;
+            for _ in current..replicas {
+                self.add_broker(next, Life::Starting { ready_at });
+                next += 1;
+            }
+        } else if replicas < current {
+            let remove: Vec<i32> = self
+                .brokers
+                .keys()
+                .rev()
+                .take((current - replicas) as usize)
+                .copied()
+                .collect();
+            let busy: Vec<i32> = remove
+                .iter()
+                .copied()
+                .filter(|b| {
+                    self.topics
+                        .iter()
+                        .flat_map(|t| &t.partitions)
+                        .any(|p| p.replicas.contains(b))
+                        || self.moves.values().any(|m| m.target.contains(b))
+                })
+                .collect();
+            if !busy.is_empty() {
+                return Err(Error::Rejected {
+                    message: format!(
+                        "cannot remove brokers {busy:?}: they still host partition replicas"
+                    ),
+                });
+            }
+            for b in remove {
+                self.brokers.remove(&b);
+                self.pvcs.remove(&b);
+                self.samples.remove(&b);
+            }
+        }
+        self.pool_replicas = replicas;
+        Ok(())
+    }
+
+    pub(super) fn delete_pod(&mut self, broker: i32) -> Result<(), Error> {
+        let ready_at = self.now + self.spec.timing.pod_restart;
+        let b = self
+            .brokers
+            .get_mut(&broker)
+            .ok_or_else(|| Error::NotFound {
+                what: format!("pod of broker {broker}"),
+            })?;
+        if b.life != Life::NoVolume {
+            b.life = Life::Starting { ready_at };
+            b.slow = None;
+        }
+        Ok(())
+    }
+
+    pub(super) fn delete_pvc(&mut self, broker: i32) -> Result<(), Error> {
+        let at = self.now + self.spec.timing.volume_provision;
+        let b = self
+            .brokers
+            .get_mut(&broker)
+            .ok_or_else(|| Error::NotFound {
+                what: format!("PVC of broker {broker}"),
+            })?;
+        b.life = Life::NoVolume;
+        b.slow = None;
+        if let Some(p) = self.pvcs.get_mut(&broker) {
+            p.phase = "Pending";
+        }
+        self.pending.push((at, Pending::PvcBound { broker }));
+        Ok(())
+    }
+
+    pub(super) fn resize(&mut self, bytes: u64) -> Result<(), Error> {
+        if bytes < self.storage {
+            return Err(Error::Rejected {
+                message: format!("storage can only grow ({} -> {bytes} bytes)", self.storage),
+            });
+        }
+        self.storage = bytes;
+        self.pending.push((
+            self.now + self.spec.timing.volume_provision,
+            Pending::VolumesResized { bytes },
+        ));
+        Ok(())
+    }
+
+    pub(super) fn renew(&mut self, secret: &str) -> Result<(), Error> {
+        if !self.certs.iter().any(|c| c.secret == secret) {
+            return Err(Error::NotFound {
+                what: format!("secret {secret}"),
+            });
+        }
+        self.pending.push((
+            self.now + self.spec.timing.certificate_renewal,
+            Pending::CertRenewed {
+                secret: secret.to_owned(),
+            },
+        ));
+        Ok(())
+    }
+
+    pub(super) fn reassign(&mut self, targets: &[PartitionTarget]) -> Result<(), Error> {
+        for t in targets {
+            let mut distinct = t.replicas.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if distinct.len() != t.replicas.len() || t.replicas.is_empty() {
+                return Err(Error::Rejected {
+                    message: format!("invalid replica assignment for {}-{}", t.topic, t.partition),
+                });
+            }
+            if let Some(b) = t.replicas.iter().find(|b| !self.brokers.contains_key(b)) {
+                return Err(Error::Rejected {
+                    message: format!("broker {b} does not exist ({}-{})", t.topic, t.partition),
+                });
+            }
+            if self.partition_mut(&t.topic, t.partition).is_none() {
+                return Err(Error::NotFound {
+                    what: format!("partition {}-{}", t.topic, t.partition),
+                });
+            }
+        }
+        for t in targets {
+            let Some(p) = self.partition_mut(&t.topic, t.partition) else {
+                continue;
+            };
+            let adding = t
+                .replicas
+                .iter()
+                .filter(|b| !p.replicas.contains(b))
+                .count();
+            #[allow(clippy::cast_precision_loss)]
+            let bytes_left = p.size * adding as f64;
+            if adding == 0 {
+                self.complete_move(&t.topic, t.partition, t.replicas.clone());
+            } else {
+                self.moves.insert(
+                    (t.topic.clone(), t.partition),
+                    Move {
+                        target: t.replicas.clone(),
+                        bytes_left,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn elect_preferred(&mut self, partitions: &[(String, i32)]) {
+        for t in &mut self.topics {
+            for p in &mut t.partitions {
+                let wanted = partitions.is_empty()
+                    || partitions.iter().any(|(n, i)| *n == t.name && *i == p.id);
+                if let Some(first) = p.replicas.first().copied() {
+                    if wanted && p.isr.contains(&first) {
+                        p.leader = Some(first);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::sim::spec::ClusterSpec;
+
+    fn sim(brokers: u32) -> SimCluster {
+        let mut s = SimCluster::new(
+            ClusterSpec::uniform("t", brokers, 4),
+            Timestamp::from_millis(0),
+        )
+        .unwrap();
+        s.set_load(Load {
+            cpu: 0.8,
+            memory: 0.85,
+        });
+        s.advance_to(Timestamp::from_millis(60_000));
+        s
+    }
+
+    fn mean_cpu(s: &SimCluster) -> f64 {
+        let u = s.utilisation();
+        u.values().map(|v| v.0).sum::<f64>() / u.len() as f64
+    }
+
+    #[test]
+    fn offered_load_gives_the_stated_utilisation_at_initial_size() {
+        let s = sim(3);
+        for (cpu, memory, _, _) in s.utilisation().values() {
+            assert!(
+                (cpu - 0.8).abs() < 1e-9 && (memory - 0.85).abs() < 1e-9,
+                "{cpu} {memory}"
+            );
+        }
+    }
+
+    #[test]
+    fn adding_brokers_lowers_cpu_only_once_partitions_move() {
+        let mut s = sim(3);
+        s.scale(5).unwrap();
+        s.advance_to(Timestamp::from_millis(200_000));
+        assert_eq!(s.utilisation().len(), 5);
+        assert!(
+            (s.utilisation()[&0].0 - 0.8).abs() < 0.01,
+            "nothing moved yet"
+        );
+        // Move a third of broker 0's partitions to broker 3 (same rack as 0).
+        let moves: Vec<PartitionTarget> = s.topics[0]
+            .partitions
+            .iter()
+            .filter(|p| p.replicas[0] == 0)
+            .map(|p| PartitionTarget {
+                topic: "events".into(),
+                partition: p.id,
+                replicas: p
+                    .replicas
+                    .iter()
+                    .map(|r| if *r == 0 { 3 } else { *r })
+                    .collect(),
+            })
+            .collect();
+        s.reassign(&moves).unwrap();
+        s.advance_to(Timestamp::from_millis(3_600_000));
+        assert!(
+            s.moves.is_empty(),
+            "reassignments finish at the configured throughput"
+        );
+        assert!(
+            s.utilisation()[&0].0 < 0.5,
+            "broker 0 shed its leaders: {:?}",
+            s.utilisation()[&0]
+        );
+        assert!(mean_cpu(&s) < 0.6);
+    }
+
+    #[test]
+    fn a_down_broker_loses_leadership_and_isr() {
+        let mut s = sim(3);
+        s.inject(&Fault::BrokerDown {
+            broker: 2,
+            duration: None,
+        })
+        .unwrap();
+        s.advance_to(Timestamp::from_millis(70_000));
+        let parts: Vec<&Partition> = s.topics.iter().flat_map(|t| &t.partitions).collect();
+        assert!(parts
+            .iter()
+            .all(|p| p.leader != Some(2) && !p.isr.contains(&2)));
+        assert!(!s.utilisation().contains_key(&2));
+        s.delete_pod(2).unwrap();
+        s.advance_to(Timestamp::from_millis(200_000));
+        assert!(s
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .all(|p| p.isr.len() == 3));
+    }
+
+    #[test]
+    fn scale_down_is_refused_while_brokers_host_replicas() {
+        let mut s = sim(3);
+        assert!(matches!(s.scale(2), Err(Error::Rejected { .. })));
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_run() {
+        let (a, b) = (sim(3), sim(3));
+        assert_eq!(
+            a.series(Duration::from_secs(600)),
+            b.series(Duration::from_secs(600))
+        );
+    }
+}

@@ -1,0 +1,683 @@
+//! The agent's configuration file: parsed from YAML, then validated once into [`Config`].
+//!
+//! Every error names the file and the field. Durations are humantime strings ("30s", "5m").
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::ActionKind;
+use crate::units::Bytes;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to read config file {}", file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {}: {source}", file.display())]
+    Parse {
+        file: PathBuf,
+        source: serde_yaml::Error,
+    },
+    #[error("config file {}: field `{field}`: {message}", file.display())]
+    Invalid {
+        file: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+impl Error {
+    /// Bounded label for metrics and events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Read { .. } => "config_read",
+            Error::Parse { .. } => "config_parse",
+            Error::Invalid { .. } => "config_invalid",
+        }
+    }
+}
+
+/// Which implementation stands behind a cluster's sources and actuators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// Prometheus, the Kafka admin API and the Kubernetes API.
+    Real,
+    /// The built-in simulated Strimzi cluster.
+    Simulated,
+}
+
+/// The metric inputs a Prometheus query can be overridden for.
+pub const METRIC_INPUTS: [&str; 4] = ["cpu", "memory", "disk", "network"];
+
+const fn default_interval() -> Duration {
+    Duration::from_secs(30)
+}
+const fn default_true() -> bool {
+    true
+}
+const fn default_concurrent_actions() -> u32 {
+    2
+}
+const fn default_actions_per_minute() -> u32 {
+    6
+}
+const fn default_cooldown() -> Duration {
+    Duration::from_secs(600)
+}
+const fn default_max_data_age() -> Duration {
+    Duration::from_secs(90)
+}
+const fn default_metrics_window() -> Duration {
+    Duration::from_secs(900)
+}
+const fn default_eval_timeout() -> Duration {
+    Duration::from_millis(500)
+}
+const fn default_operation_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+const fn default_prometheus_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_policy_dir() -> PathBuf {
+    PathBuf::from("policies")
+}
+fn default_journal() -> PathBuf {
+    PathBuf::from("autopilot-journal.json")
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+/// The file as written. Validated into [`Config`] by [`load`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    region: String,
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    interval: Duration,
+    #[serde(default)]
+    policy: RawPolicy,
+    /// New installs are dry-run until an operator says otherwise.
+    #[serde(default = "default_true")]
+    dry_run: bool,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    api: RawApi,
+    #[serde(default = "default_journal")]
+    journal_path: PathBuf,
+    #[serde(default)]
+    audit_log: Option<PathBuf>,
+    clusters: Vec<RawCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default = "default_policy_dir")]
+    dir: PathBuf,
+    #[serde(default = "default_eval_timeout", with = "humantime_serde")]
+    eval_timeout: Duration,
+}
+
+impl Default for RawPolicy {
+    fn default() -> Self {
+        Self {
+            dir: default_policy_dir(),
+            eval_timeout: default_eval_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default = "default_concurrent_actions")]
+    concurrent_actions: u32,
+    #[serde(default = "default_actions_per_minute")]
+    actions_per_minute: u32,
+    #[serde(default = "default_cooldown", with = "humantime_serde")]
+    default_cooldown: Duration,
+    #[serde(default)]
+    cooldowns: BTreeMap<String, String>,
+    #[serde(default = "default_operation_timeout", with = "humantime_serde")]
+    operation_timeout: Duration,
+    #[serde(default = "default_max_data_age", with = "humantime_serde")]
+    max_data_age: Duration,
+    #[serde(default = "default_metrics_window", with = "humantime_serde")]
+    metrics_window: Duration,
+    #[serde(default = "default_throttle")]
+    replication_throttle: Option<Bytes>,
+}
+
+fn default_throttle() -> Option<Bytes> {
+    Some(Bytes(100 << 20))
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            concurrent_actions: default_concurrent_actions(),
+            actions_per_minute: default_actions_per_minute(),
+            default_cooldown: default_cooldown(),
+            cooldowns: BTreeMap::new(),
+            operation_timeout: default_operation_timeout(),
+            max_data_age: default_max_data_age(),
+            metrics_window: default_metrics_window(),
+            replication_throttle: default_throttle(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    #[serde(default = "default_listen")]
+    listen: SocketAddr,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: String,
+    namespace: String,
+    #[serde(default)]
+    kafka: Option<String>,
+    node_pool: String,
+    #[serde(default)]
+    bootstrap_servers: Vec<String>,
+    #[serde(default)]
+    prometheus: Option<RawPrometheus>,
+    backend: BackendKind,
+    #[serde(default)]
+    simulation: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrometheus {
+    url: String,
+    #[serde(default = "default_prometheus_timeout", with = "humantime_serde")]
+    timeout: Duration,
+    #[serde(default)]
+    queries: BTreeMap<String, String>,
+}
+
+/// The validated configuration of one agent (one region).
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    /// Region this agent serves; a label on everything it reports.
+    pub region: String,
+    /// Time between two evaluations of a cluster.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    pub policy: PolicyConfig,
+    /// Plan and audit actions without executing them.
+    pub dry_run: bool,
+    pub limits: Limits,
+    /// Address of the metrics and operations API.
+    pub listen: SocketAddr,
+    /// Where multi-step operations are journaled.
+    pub journal_path: PathBuf,
+    /// Where the audit trail (JSON lines) is appended; none keeps it in the log only.
+    pub audit_log: Option<PathBuf>,
+    pub clusters: Vec<ClusterConfig>,
+}
+
+/// Where the Rego policies live and how long one evaluation may take.
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicyConfig {
+    pub dir: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub eval_timeout: Duration,
+}
+
+/// Safety limits of the executor and freshness limits of the data.
+#[derive(Clone, Debug, Serialize)]
+pub struct Limits {
+    /// Operations in flight at once across all clusters (never more than one per cluster).
+    pub concurrent_actions: u32,
+    /// Global rate of new operations.
+    pub actions_per_minute: u32,
+    /// Cooldown after an operation of each kind; kinds not listed use `default_cooldown`.
+    pub cooldowns: BTreeMap<ActionKind, Duration>,
+    #[serde(with = "humantime_serde")]
+    pub default_cooldown: Duration,
+    /// A multi-step operation still unfinished after this is rolled back.
+    #[serde(with = "humantime_serde")]
+    pub operation_timeout: Duration,
+    /// Data older than this is stale, and stale data never leads to an action.
+    #[serde(with = "humantime_serde")]
+    pub max_data_age: Duration,
+    /// How much metric history each tick reads (must cover the longest held condition).
+    #[serde(with = "humantime_serde")]
+    pub metrics_window: Duration,
+    /// Replication throttle while partitions move, bytes per second per broker; none disables.
+    pub replication_throttle: Option<u64>,
+}
+
+impl Limits {
+    /// The cooldown that follows an operation of `kind`.
+    pub fn cooldown(&self, kind: ActionKind) -> Duration {
+        self.cooldowns
+            .get(&kind)
+            .copied()
+            .unwrap_or(self.default_cooldown)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let raw = RawLimits::default();
+        Self {
+            concurrent_actions: raw.concurrent_actions,
+            actions_per_minute: raw.actions_per_minute,
+            cooldowns: BTreeMap::new(),
+            default_cooldown: raw.default_cooldown,
+            operation_timeout: raw.operation_timeout,
+            max_data_age: raw.max_data_age,
+            metrics_window: raw.metrics_window,
+            replication_throttle: raw.replication_throttle.map(|b| b.0),
+        }
+    }
+}
+
+/// One Strimzi Kafka cluster the agent looks after.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub namespace: String,
+    /// Name of the Strimzi `Kafka` resource.
+    pub kafka: String,
+    /// Name of the `KafkaNodePool` holding the brokers.
+    pub node_pool: String,
+    pub bootstrap_servers: Vec<String>,
+    pub prometheus: Option<PrometheusConfig>,
+    pub backend: BackendKind,
+    /// Scenario file whose cluster the simulated backend models; none uses the built-in one.
+    pub simulation: Option<PathBuf>,
+}
+
+/// Prometheus endpoint and PromQL overrides of one cluster.
+#[derive(Clone, Debug, Serialize)]
+pub struct PrometheusConfig {
+    pub url: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub queries: BTreeMap<String, String>,
+}
+
+/// Read, parse and validate a configuration file.
+pub fn load(file: &Path) -> Result<Config, Error> {
+    let text = std::fs::read_to_string(file).map_err(|source| Error::Read {
+        file: file.to_owned(),
+        source,
+    })?;
+    parse(&text, file)
+}
+
+/// Parse and validate configuration text; `file` is used in error messages and to resolve
+/// relative paths.
+pub fn parse(text: &str, file: &Path) -> Result<Config, Error> {
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|source| Error::Parse {
+        file: file.to_owned(),
+        source,
+    })?;
+    validate(raw, file)
+}
+
+fn invalid(file: &Path, field: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::Invalid {
+        file: file.to_owned(),
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn validate(raw: RawConfig, file: &Path) -> Result<Config, Error> {
+    let RawConfig {
+        region,
+        interval,
+        policy,
+        dry_run,
+        limits,
+        api,
+        journal_path,
+        audit_log,
+        clusters,
+    } = raw;
+    if region.trim().is_empty() {
+        return Err(invalid(file, "region", "must not be empty"));
+    }
+    if interval < Duration::from_secs(1) {
+        return Err(invalid(file, "interval", "must be at least 1s"));
+    }
+    let base = file.parent().unwrap_or_else(|| Path::new("."));
+    let limits = validate_limits(limits, interval, file)?;
+    let RawPolicy { dir, eval_timeout } = policy;
+    if eval_timeout.is_zero() {
+        return Err(invalid(
+            file,
+            "policy.eval_timeout",
+            "must be greater than zero",
+        ));
+    }
+    if clusters.is_empty() {
+        return Err(invalid(
+            file,
+            "clusters",
+            "at least one cluster is required",
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut validated = Vec::with_capacity(clusters.len());
+    for (i, cluster) in clusters.into_iter().enumerate() {
+        let c = validate_cluster(cluster, i, base, file)?;
+        if !seen.insert(c.name.clone()) {
+            return Err(invalid(
+                file,
+                format!("clusters[{i}].name"),
+                format!("duplicate cluster name {:?}", c.name),
+            ));
+        }
+        validated.push(c);
+    }
+    Ok(Config {
+        region,
+        interval,
+        policy: PolicyConfig {
+            dir: base.join(dir),
+            eval_timeout,
+        },
+        dry_run,
+        limits,
+        listen: api.listen,
+        journal_path: base.join(journal_path),
+        audit_log: audit_log.map(|p| base.join(p)),
+        clusters: validated,
+    })
+}
+
+fn validate_limits(raw: RawLimits, interval: Duration, file: &Path) -> Result<Limits, Error> {
+    let RawLimits {
+        concurrent_actions,
+        actions_per_minute,
+        default_cooldown,
+        cooldowns,
+        operation_timeout,
+        max_data_age,
+        metrics_window,
+        replication_throttle,
+    } = raw;
+    if concurrent_actions == 0 {
+        return Err(invalid(
+            file,
+            "limits.concurrent_actions",
+            "must be at least 1",
+        ));
+    }
+    if actions_per_minute == 0 {
+        return Err(invalid(
+            file,
+            "limits.actions_per_minute",
+            "must be at least 1",
+        ));
+    }
+    if max_data_age < interval {
+        return Err(invalid(
+            file,
+            "limits.max_data_age",
+            "must be at least the interval, or every datum would be stale",
+        ));
+    }
+    if metrics_window < Duration::from_secs(60) {
+        return Err(invalid(
+            file,
+            "limits.metrics_window",
+            "must be at least 1m",
+        ));
+    }
+    let mut parsed = BTreeMap::new();
+    for (kind, text) in cooldowns {
+        let field = format!("limits.cooldowns.{kind}");
+        let k: ActionKind = kind.parse().map_err(|_| {
+            invalid(
+                file,
+                &field,
+                format!(
+                    "unknown action kind; expected one of {}",
+                    ActionKind::names()
+                ),
+            )
+        })?;
+        let d = humantime::parse_duration(&text)
+            .map_err(|e| invalid(file, &field, format!("{text:?} is not a duration: {e}")))?;
+        parsed.insert(k, d);
+    }
+    Ok(Limits {
+        concurrent_actions,
+        actions_per_minute,
+        cooldowns: parsed,
+        default_cooldown,
+        operation_timeout,
+        max_data_age,
+        metrics_window,
+        replication_throttle: replication_throttle.map(|b| b.0),
+    })
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn validate_cluster(
+    raw: RawCluster,
+    i: usize,
+    base: &Path,
+    file: &Path,
+) -> Result<ClusterConfig, Error> {
+    let RawCluster {
+        name,
+        namespace,
+        kafka,
+        node_pool,
+        bootstrap_servers,
+        prometheus,
+        backend,
+        simulation,
+    } = raw;
+    let field = |f: &str| format!("clusters[{i}].{f}");
+    for (f, v) in [
+        ("name", &name),
+        ("namespace", &namespace),
+        ("node_pool", &node_pool),
+    ] {
+        if !is_dns_label(v) {
+            return Err(invalid(
+                file,
+                field(f),
+                format!(
+                    "{v:?} is not a Kubernetes name (lower-case letters, digits, '-', at most 63)"
+                ),
+            ));
+        }
+    }
+    let kafka = kafka.unwrap_or_else(|| name.clone());
+    if !is_dns_label(&kafka) {
+        return Err(invalid(
+            file,
+            field("kafka"),
+            format!("{kafka:?} is not a Kubernetes name"),
+        ));
+    }
+    let prometheus = prometheus
+        .map(|p| validate_prometheus(p, &field("prometheus"), file))
+        .transpose()?;
+    if backend == BackendKind::Real {
+        if bootstrap_servers.is_empty() {
+            return Err(invalid(
+                file,
+                field("bootstrap_servers"),
+                "required for backend `real`",
+            ));
+        }
+        if prometheus.is_none() {
+            return Err(invalid(
+                file,
+                field("prometheus"),
+                "required for backend `real`",
+            ));
+        }
+    }
+    if simulation.is_some() && backend != BackendKind::Simulated {
+        return Err(invalid(
+            file,
+            field("simulation"),
+            "only valid with backend `simulated`",
+        ));
+    }
+    Ok(ClusterConfig {
+        name,
+        namespace,
+        kafka,
+        node_pool,
+        bootstrap_servers,
+        prometheus,
+        backend,
+        simulation: simulation.map(|p| base.join(p)),
+    })
+}
+
+fn validate_prometheus(
+    raw: RawPrometheus,
+    field: &str,
+    file: &Path,
+) -> Result<PrometheusConfig, Error> {
+    let RawPrometheus {
+        url,
+        timeout,
+        queries,
+    } = raw;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(invalid(
+            file,
+            format!("{field}.url"),
+            format!("{url:?} is not an http(s) URL"),
+        ));
+    }
+    for (name, query) in &queries {
+        if !METRIC_INPUTS.contains(&name.as_str()) {
+            return Err(invalid(
+                file,
+                format!("{field}.queries.{name}"),
+                format!(
+                    "unknown input; expected one of {}",
+                    METRIC_INPUTS.join(", ")
+                ),
+            ));
+        }
+        if query.trim().is_empty() {
+            return Err(invalid(
+                file,
+                format!("{field}.queries.{name}"),
+                "empty query",
+            ));
+        }
+    }
+    Ok(PrometheusConfig {
+        url,
+        timeout,
+        queries,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+region: eu-west-1
+interval: 30s
+dry_run: false
+limits:
+  cooldowns: {scale_brokers: 15m}
+clusters:
+  - name: prod-kafka-01
+    namespace: kafka
+    node_pool: brokers
+    backend: simulated
+"#;
+
+    fn parse_str(text: &str) -> Result<Config, Error> {
+        parse(text, Path::new("/etc/autopilot/config.yaml"))
+    }
+
+    #[test]
+    fn parses_defaults_and_durations() {
+        let c = parse_str(GOOD).unwrap();
+        assert_eq!(c.interval, Duration::from_secs(30));
+        assert!(!c.dry_run);
+        assert_eq!(
+            c.limits.cooldown(ActionKind::ScaleBrokers),
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            c.limits.cooldown(ActionKind::ElectLeaders),
+            Duration::from_secs(600)
+        );
+        assert_eq!(c.clusters[0].kafka, "prod-kafka-01");
+        assert_eq!(c.policy.dir, Path::new("/etc/autopilot/policies"));
+    }
+
+    #[test]
+    fn dry_run_is_the_default() {
+        let c = parse_str(&GOOD.replace("dry_run: false\n", "")).unwrap();
+        assert!(c.dry_run);
+    }
+
+    #[rstest::rstest]
+    #[case::unknown_field(GOOD.replace("region: eu-west-1", "region: eu-west-1\nregoin: x"), "regoin")]
+    #[case::bad_duration(GOOD.replace("interval: 30s", "interval: thirty"), "interval")]
+    #[case::bad_cooldown_kind(GOOD.replace("scale_brokers: 15m", "scale_brokerz: 15m"), "limits.cooldowns.scale_brokerz")]
+    #[case::bad_cooldown_value(GOOD.replace("15m", "soon"), "limits.cooldowns.scale_brokers")]
+    #[case::bad_name(GOOD.replace("prod-kafka-01", "Prod_Kafka"), "clusters[0].name")]
+    #[case::real_needs_bootstrap(GOOD.replace("backend: simulated", "backend: real"), "clusters[0].bootstrap_servers")]
+    #[case::bad_backend(GOOD.replace("backend: simulated", "backend: fake"), "backend")]
+    fn errors_name_the_file_and_field(#[case] text: String, #[case] field: &str) {
+        let message = parse_str(&text).unwrap_err().to_string();
+        assert!(message.contains("/etc/autopilot/config.yaml"), "{message}");
+        assert!(message.contains(field), "{message}");
+    }
+
+    #[test]
+    fn duplicate_clusters_are_refused() {
+        let text = format!("{GOOD}  - name: prod-kafka-01\n    namespace: kafka\n    node_pool: brokers\n    backend: simulated\n");
+        let message = parse_str(&text).unwrap_err().to_string();
+        assert!(
+            message.contains("clusters[1].name") && message.contains("duplicate"),
+            "{message}"
+        );
+    }
+}

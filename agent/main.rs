@@ -1,0 +1,345 @@
+//! `autopilot`: the command line of kafka-autopilot.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use autopilot::policy::testing::{self, Outcome};
+use autopilot::policy::PolicySet;
+use autopilot::scenario::{self, Format, Printer, RunOptions, Scenario};
+
+/// Policy-driven autoscaling and self-healing for Strimzi Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "autopilot", version, about)]
+struct Cli {
+    /// Log format.
+    #[arg(long, env = "AUTOPILOT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(
+        long,
+        env = "AUTOPILOT_LOG",
+        default_value = "warn,autopilot=info",
+        global = true
+    )]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent.
+    Run {
+        #[arg(long, env = "AUTOPILOT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print it with defaults filled in.
+    CheckConfig {
+        #[arg(long, env = "AUTOPILOT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Watch the agent handle a built-in scenario on a simulated cluster, at accelerated time.
+    Demo {
+        /// Virtual seconds per real second (0: as fast as possible).
+        #[arg(long, default_value_t = 360.0)]
+        speed: f64,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a scenario file on the simulated backend on virtual time and check its expectations.
+    Simulate {
+        #[arg(long)]
+        scenario: PathBuf,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Policy directory (default: the policies built into the binary).
+        #[arg(long, env = "AUTOPILOT_POLICIES")]
+        policies: Option<PathBuf>,
+        /// Virtual seconds per real second (default: as fast as possible).
+        #[arg(long)]
+        speed: Option<f64>,
+        /// Write the policy input document of the tick at `--input-at` to this file.
+        #[arg(long, requires = "input_at")]
+        dump_input: Option<PathBuf>,
+        /// Offset of the tick whose input `--dump-input` writes, e.g. 5m.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        input_at: Option<Duration>,
+    },
+    /// Work with Rego policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Run the `test_*` rules of `*_test.rego` files, as `opa test` does.
+    Test {
+        /// Policy directory.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+        /// Only tests whose `package.rule` contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Print each result as a JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate the policies on an input document and print the decisions.
+    Eval {
+        /// Policy input document (JSON), e.g. from `simulate --dump-input`.
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+    },
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).context("invalid --log filter")?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stderr)]
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet_default = matches!(
+        cli.command,
+        Command::Demo { .. } | Command::Simulate { .. } | Command::Policy { .. }
+    );
+    let filter = if quiet_default
+        && std::env::var_os("AUTOPILOT_LOG").is_none()
+        && cli.log == "warn,autopilot=info"
+    {
+        "warn"
+    } else {
+        cli.log.as_str()
+    };
+    if let Err(e) = init_logging(cli.log_format, filter) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config } => {
+            let config = autopilot::config::load(&config)?;
+            runtime()?.block_on(async {
+                let cancel = CancellationToken::new();
+                tokio::spawn(shutdown_on_signal(cancel.clone()));
+                autopilot::daemon::run(config, cancel).await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config } => {
+            let c = autopilot::config::load(&config)?;
+            let policies = PolicySet::load(&c.policy.dir, None, c.policy.eval_timeout)
+                .with_context(|| format!("policies in {}", c.policy.dir.display()))?;
+            println!("{}", serde_yaml::to_string(&c)?);
+            println!(
+                "# config ok: {} cluster(s); policies ok: {}",
+                c.clusters.len(),
+                policies.packages().join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { speed, json } => {
+            let s = Scenario::parse(scenario::DEMO, "built-in demo")?;
+            if !json {
+                println!(
+                    "kafka-autopilot demo: {}\n{}\n",
+                    s.name,
+                    s.description.as_deref().unwrap_or_default()
+                );
+            }
+            simulate(&s, None, json, (speed > 0.0).then_some(speed), None)
+        }
+        Command::Simulate {
+            scenario,
+            json,
+            policies,
+            speed,
+            dump_input,
+            input_at,
+        } => {
+            let s = Scenario::load(&scenario)?;
+            let dump = dump_input.zip(input_at);
+            simulate(&s, policies, json, speed, dump)
+        }
+        Command::Policy {
+            command: PolicyCommand::Test { dir, filter, json },
+        } => policy_test(&dir, filter.as_deref(), json),
+        Command::Policy {
+            command: PolicyCommand::Eval { input, policies },
+        } => {
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("failed to read {}", input.display()))?;
+            let doc: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", input.display()))?;
+            let set = PolicySet::load(&policies, None, Duration::from_secs(5))?;
+            let eval = set.evaluate(&doc)?;
+            for d in &eval.decisions {
+                println!("{}", serde_json::to_string(d)?);
+            }
+            for e in &eval.errors {
+                println!(
+                    "{}",
+                    serde_json::json!({"error": e.to_string(), "category": e.category()})
+                );
+            }
+            Ok(if eval.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+#[allow(clippy::print_stderr)]
+fn simulate(
+    s: &Scenario,
+    policy_dir: Option<PathBuf>,
+    json: bool,
+    speed: Option<f64>,
+    dump: Option<(PathBuf, Duration)>,
+) -> anyhow::Result<ExitCode> {
+    let format = if json { Format::Json } else { Format::Human };
+    let printer = Arc::new(Printer::stdout(format, scenario::START));
+    let opts = RunOptions {
+        policy_dir,
+        speed,
+        printer: Some(printer),
+        input_at: dump.as_ref().map(|d| d.1),
+    };
+    let report = runtime()?.block_on(scenario::run(s, opts))?;
+    if let Some((path, at)) = dump {
+        let input = report
+            .input
+            .as_ref()
+            .with_context(|| format!("no tick at {}", humantime::format_duration(at)))?;
+        std::fs::write(&path, serde_json::to_vec_pretty(input)?)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+    }
+    let mut out = std::io::stdout();
+    if report.unmet.is_empty() {
+        if !json {
+            writeln!(
+                out,
+                "\nscenario {}: all {} expectations met",
+                report.name,
+                s.expect.len()
+            )?;
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for u in &report.unmet {
+            eprintln!("UNMET: {u}");
+        }
+        eprintln!(
+            "scenario {}: {} of {} expectations unmet",
+            report.name,
+            report.unmet.len(),
+            s.expect.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn policy_test(
+    dir: &std::path::Path,
+    filter: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let results = testing::run(dir, filter)?;
+    if results.is_empty() {
+        bail!("no test_* rules found in {}/*_test.rego", dir.display());
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for r in &results {
+        if r.outcome == Outcome::Pass {
+            passed += 1
+        } else {
+            failed += 1
+        }
+        if json {
+            println!("{}", serde_json::to_string(r)?);
+            continue;
+        }
+        let status = match &r.outcome {
+            Outcome::Pass => "PASS".to_owned(),
+            Outcome::Fail => "FAIL".to_owned(),
+            Outcome::Error { message } => format!("ERROR: {message}"),
+        };
+        println!("data.{}.{}: {status} ({:?})", r.package, r.name, r.duration);
+    }
+    println!("{}", "-".repeat(60));
+    println!("policy: {passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn shutdown_on_signal(cancel: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    cancel.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+}

@@ -1,0 +1,383 @@
+//! Plan: turn the policies' decisions into concrete actions. Pure: a function of the snapshot,
+//! the decisions, the agent's history and `now`.
+//!
+//! The plan is data; the executor (`act`) is the only thing that applies it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::PartitionTarget;
+use crate::config::Limits;
+use crate::rebalance;
+use crate::snapshot::Snapshot;
+use crate::time::Timestamp;
+
+macro_rules! action_kinds {
+    ($($variant:ident => $name:literal),+ $(,)?) => {
+        /// The kinds of action the agent can take.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ActionKind { $($variant),+ }
+
+        impl ActionKind {
+            /// Every kind, in priority order (healing before scaling, notifications last).
+            pub const ALL: &'static [ActionKind] = &[$(ActionKind::$variant),+];
+
+            /// The snake_case name used in config, Rego and events.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(ActionKind::$variant => $name),+ }
+            }
+        }
+
+        impl FromStr for ActionKind {
+            type Err = ();
+            fn from_str(s: &str) -> Result<Self, ()> {
+                match s { $($name => Ok(ActionKind::$variant),)+ _ => Err(()) }
+            }
+        }
+    };
+}
+
+action_kinds! {
+    ReplaceVolume => "replace_volume",
+    ResizeVolume => "resize_volume",
+    ReplacePod => "replace_pod",
+    RestartPod => "restart_pod",
+    ElectLeaders => "elect_leaders",
+    ReassignPartitions => "reassign_partitions",
+    RenewCertificate => "renew_certificate",
+    ScaleBrokers => "scale_brokers",
+    Notify => "notify",
+}
+
+impl ActionKind {
+    /// All names, comma separated, for error messages.
+    pub fn names() -> String {
+        Self::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a policy asks for, as the policy wrote it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    ScaleBrokers {
+        to: u32,
+    },
+    /// Move replicas off these brokers; none means rebalance the whole cluster.
+    ReassignPartitions {
+        #[serde(default)]
+        from_brokers: Vec<i32>,
+    },
+    ElectLeaders {},
+    RestartPod {
+        broker: i32,
+    },
+    ReplacePod {
+        broker: i32,
+    },
+    ResizeVolume {
+        broker: i32,
+        to_bytes: u64,
+    },
+    ReplaceVolume {
+        broker: i32,
+    },
+    RenewCertificate {
+        secret: String,
+    },
+    Notify {
+        severity: String,
+        message: String,
+    },
+}
+
+impl Request {
+    /// The kind of action requested.
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Request::ScaleBrokers { .. } => ActionKind::ScaleBrokers,
+            Request::ReassignPartitions { .. } => ActionKind::ReassignPartitions,
+            Request::ElectLeaders {} => ActionKind::ElectLeaders,
+            Request::RestartPod { .. } => ActionKind::RestartPod,
+            Request::ReplacePod { .. } => ActionKind::ReplacePod,
+            Request::ResizeVolume { .. } => ActionKind::ResizeVolume,
+            Request::ReplaceVolume { .. } => ActionKind::ReplaceVolume,
+            Request::RenewCertificate { .. } => ActionKind::RenewCertificate,
+            Request::Notify { .. } => ActionKind::Notify,
+        }
+    }
+}
+
+/// One decision of one policy rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Rego package, such as `kafka.autopilot.scaling`.
+    pub package: String,
+    /// The rule that produced it; reported as the reason of every resulting action.
+    pub rule: String,
+    /// Human explanation written by the policy.
+    pub message: String,
+    pub request: Request,
+}
+
+/// A concrete action, with everything the executor needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    ScaleBrokers {
+        from: u32,
+        to: u32,
+    },
+    ReassignPartitions {
+        moves: Vec<PartitionTarget>,
+    },
+    ElectLeaders {},
+    RestartPod {
+        broker: i32,
+    },
+    ReplacePod {
+        broker: i32,
+    },
+    ResizeVolume {
+        broker: i32,
+        from_bytes: u64,
+        to_bytes: u64,
+    },
+    ReplaceVolume {
+        broker: i32,
+    },
+    RenewCertificate {
+        secret: String,
+        not_after: Timestamp,
+    },
+    Notify {
+        severity: String,
+        message: String,
+    },
+}
+
+impl Action {
+    /// The kind of this action.
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::ScaleBrokers { .. } => ActionKind::ScaleBrokers,
+            Action::ReassignPartitions { .. } => ActionKind::ReassignPartitions,
+            Action::ElectLeaders {} => ActionKind::ElectLeaders,
+            Action::RestartPod { .. } => ActionKind::RestartPod,
+            Action::ReplacePod { .. } => ActionKind::ReplacePod,
+            Action::ResizeVolume { .. } => ActionKind::ResizeVolume,
+            Action::ReplaceVolume { .. } => ActionKind::ReplaceVolume,
+            Action::RenewCertificate { .. } => ActionKind::RenewCertificate,
+            Action::Notify { .. } => ActionKind::Notify,
+        }
+    }
+}
+
+/// An action and the decision that led to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Planned {
+    pub action: Action,
+    pub rule: String,
+    pub message: String,
+}
+
+/// A decision the planner did not turn into an action, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Deferred {
+    pub kind: ActionKind,
+    pub rule: String,
+    pub why: String,
+}
+
+/// What to do this tick: at most one operation (the first of `actions` the executor admits),
+/// any number of notifications.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub actions: Vec<Planned>,
+    pub deferred: Vec<Deferred>,
+}
+
+/// What the agent remembers of its own actions on one cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// When the last operation of each kind finished (whatever its outcome).
+    pub last_finished: BTreeMap<ActionKind, Timestamp>,
+    /// Kind of the operation in flight, if any.
+    pub in_flight: Option<ActionKind>,
+}
+
+impl History {
+    /// Seconds since the last operation of each kind finished, for the policy input.
+    pub fn seconds_since_last(&self, now: Timestamp) -> BTreeMap<ActionKind, f64> {
+        self.last_finished
+            .iter()
+            .map(|(k, t)| (*k, (now - *t).as_secs_f64()))
+            .collect()
+    }
+
+    fn cooldown_left(&self, kind: ActionKind, limits: &Limits, now: Timestamp) -> Option<Duration> {
+        let last = self.last_finished.get(&kind)?;
+        let until = *last + limits.cooldown(kind);
+        (until > now).then(|| until - now)
+    }
+}
+
+/// Plan the actions for one cluster.
+pub fn plan(
+    snapshot: &Snapshot,
+    decisions: &[Decision],
+    history: &History,
+    limits: &Limits,
+    now: Timestamp,
+) -> Plan {
+    let mut ordered: Vec<&Decision> = decisions.iter().collect();
+    // Priority by kind, then a stable order so the same input always gives the same plan.
+    ordered.sort_by(|a, b| {
+        (a.request.kind(), &a.rule, &a.message).cmp(&(b.request.kind(), &b.rule, &b.message))
+    });
+    let mut out = Plan::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for d in ordered {
+        let kind = d.request.kind();
+        let defer = |why: String| Deferred {
+            kind,
+            rule: d.rule.clone(),
+            why,
+        };
+        if !seen.insert((
+            kind,
+            d.rule.clone(),
+            serde_json::to_string(&d.request).unwrap_or_default(),
+        )) {
+            continue;
+        }
+        if kind != ActionKind::Notify {
+            if !snapshot.complete {
+                out.deferred.push(defer(
+                    "data is stale or missing; no action on incomplete data".into(),
+                ));
+                continue;
+            }
+            if let Some(left) = history.cooldown_left(kind, limits, now) {
+                out.deferred.push(defer(format!(
+                    "cooldown: {} left",
+                    humantime::format_duration(round(left))
+                )));
+                continue;
+            }
+        }
+        match concretise(&d.request, snapshot) {
+            Ok(action) => out.actions.push(Planned {
+                action,
+                rule: d.rule.clone(),
+                message: d.message.clone(),
+            }),
+            Err(why) => out.deferred.push(defer(why)),
+        }
+    }
+    out
+}
+
+fn round(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
+}
+
+/// Check a request against the snapshot and fill in what the executor needs.
+fn concretise(request: &Request, s: &Snapshot) -> Result<Action, String> {
+    let broker_exists = |b: i32| {
+        s.broker(b)
+            .map(|_| ())
+            .ok_or_else(|| format!("broker {b} is not part of cluster {}", s.cluster))
+    };
+    match request {
+        Request::ScaleBrokers { to } => {
+            let pool = s.node_pool.as_ref().ok_or("no node pool observed")?;
+            let from = pool.replicas;
+            let rf = s
+                .topics
+                .iter()
+                .map(|t| t.replication_factor)
+                .max()
+                .unwrap_or(1);
+            if *to == from {
+                return Err(format!("node pool already has {from} replicas"));
+            }
+            if *to < rf {
+                return Err(format!("{to} brokers cannot hold replication factor {rf}"));
+            }
+            if s.partitions.under_replicated > 0 {
+                return Err(format!(
+                    "{} partitions are under-replicated",
+                    s.partitions.under_replicated
+                ));
+            }
+            Ok(Action::ScaleBrokers { from, to: *to })
+        }
+        Request::ReassignPartitions { from_brokers } => {
+            for b in from_brokers {
+                broker_exists(*b)?;
+            }
+            let moves = rebalance::plan_moves(s, from_brokers);
+            if moves.is_empty() {
+                return Err("assignment is already balanced".into());
+            }
+            Ok(Action::ReassignPartitions { moves })
+        }
+        Request::ElectLeaders {} => Ok(Action::ElectLeaders {}),
+        Request::RestartPod { broker } => {
+            broker_exists(*broker).map(|()| Action::RestartPod { broker: *broker })
+        }
+        Request::ReplacePod { broker } => {
+            broker_exists(*broker).map(|()| Action::ReplacePod { broker: *broker })
+        }
+        Request::ReplaceVolume { broker } => {
+            broker_exists(*broker).map(|()| Action::ReplaceVolume { broker: *broker })
+        }
+        Request::ResizeVolume { broker, to_bytes } => {
+            broker_exists(*broker)?;
+            let from = s
+                .node_pool
+                .as_ref()
+                .map(|p| p.storage_bytes)
+                .ok_or("no node pool observed")?;
+            if *to_bytes <= from {
+                return Err(format!(
+                    "volumes never shrink: {to_bytes} bytes is not more than {from}"
+                ));
+            }
+            Ok(Action::ResizeVolume {
+                broker: *broker,
+                from_bytes: from,
+                to_bytes: *to_bytes,
+            })
+        }
+        Request::RenewCertificate { secret } => s
+            .certificates
+            .iter()
+            .find(|c| &c.secret == secret)
+            .map(|c| Action::RenewCertificate {
+                secret: secret.clone(),
+                not_after: c.not_after,
+            })
+            .ok_or_else(|| format!("no certificate in secret {secret}")),
+        Request::Notify { severity, message } => Ok(Action::Notify {
+            severity: severity.clone(),
+            message: message.clone(),
+        }),
+    }
+}

@@ -1,0 +1,155 @@
+//! Scenarios: a simulated cluster, load and faults over time, and the actions expected of the
+//! agent, as YAML files. [`run`] plays one on virtual time.
+
+mod expect;
+mod output;
+mod run;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use expect::Expectation;
+pub use output::{Format, Printer};
+pub use run::{run, Driver, Report, RunOptions, START};
+
+use crate::backend::sim::{ClusterSpec, Fault, Load};
+
+/// A scenario file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to read scenario {path}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("scenario {path}: {source}")]
+    Parse {
+        path: String,
+        source: serde_yaml::Error,
+    },
+    #[error("scenario {path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("scenario {name}: policies could not be loaded")]
+    Policy {
+        name: String,
+        source: crate::policy::Error,
+    },
+    #[error("scenario {name}: journal")]
+    Journal {
+        name: String,
+        source: crate::act::journal::Error,
+    },
+}
+
+impl Error {
+    /// Bounded label.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Read { .. } => "read",
+            Error::Parse { .. } => "parse",
+            Error::Invalid { .. } => "invalid",
+            Error::Policy { .. } => "policy",
+            Error::Journal { .. } => "journal",
+        }
+    }
+}
+
+const fn default_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Something that happens at an offset from the start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineEvent {
+    #[serde(with = "humantime_serde")]
+    pub at: Duration,
+    #[serde(default)]
+    pub load: Option<Load>,
+    #[serde(default)]
+    pub fault: Option<Fault>,
+}
+
+/// A whole scenario.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub cluster: ClusterSpec,
+    /// Overrides merged over the policies' data.
+    #[serde(default)]
+    pub policy_data: Option<serde_json::Value>,
+    /// Plan and audit without executing (new installs default to dry-run; scenarios do not).
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Cooldowns per action kind, as in the config file's `limits.cooldowns`.
+    #[serde(default)]
+    pub cooldowns: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub timeline: Vec<TimelineEvent>,
+    #[serde(with = "humantime_serde")]
+    pub run_for: Duration,
+    #[serde(default)]
+    pub expect: Vec<Expectation>,
+}
+
+impl Scenario {
+    /// Read and validate a scenario file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: p.clone(),
+            source,
+        })?;
+        Self::parse(&text, &p)
+    }
+
+    /// Parse and validate scenario text; `path` names it in errors.
+    pub fn parse(text: &str, path: &str) -> Result<Self, Error> {
+        let s: Scenario = serde_yaml::from_str(text).map_err(|source| Error::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        s.validate().map_err(|message| Error::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.cluster.validate()?;
+        if self.interval < Duration::from_secs(1) {
+            return Err("interval: must be at least 1s".into());
+        }
+        if self.run_for < self.interval {
+            return Err("run_for: must be at least one interval".into());
+        }
+        for (i, e) in self.timeline.iter().enumerate() {
+            if e.load.is_none() && e.fault.is_none() {
+                return Err(format!("timeline[{i}]: needs a `load` or a `fault`"));
+            }
+            if e.at > self.run_for {
+                return Err(format!("timeline[{i}].at: after run_for"));
+            }
+        }
+        for (i, e) in self.expect.iter().enumerate() {
+            e.validate().map_err(|m| format!("expect[{i}]: {m}"))?;
+        }
+        for (kind, d) in &self.cooldowns {
+            kind.parse::<crate::plan::ActionKind>()
+                .map_err(|()| format!("cooldowns.{kind}: unknown action kind"))?;
+            humantime::parse_duration(d).map_err(|e| format!("cooldowns.{kind}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The built-in demo: load rises, the agent scales out and rebalances; at night it scales in.
+pub const DEMO: &str = include_str!("demo.yaml");
