@@ -59,14 +59,7 @@ impl ClusterAgent {
         events: Events,
     ) -> Result<Self, crate::act::journal::Error> {
         let executor = ClusterExecutor::new(name, backends.clone(), shared, events.clone())?;
-        Ok(Self {
-            name: name.to_owned(),
-            settings,
-            backends,
-            tracker: BrokerTracker::default(),
-            executor,
-            events,
-        })
+        Ok(Self { name: name.to_owned(), settings, backends, tracker: BrokerTracker::default(), executor, events })
     }
 
     /// Cluster name.
@@ -80,27 +73,12 @@ impl ClusterAgent {
     }
 
     fn emit(&self, now: Timestamp, body: Body) {
-        self.events.emit(Event {
-            at: now,
-            cluster: self.name.clone(),
-            body,
-        });
+        self.events.emit(Event { at: now, cluster: self.name.clone(), body });
     }
 
     /// One pass: collect -> snapshot -> progress the operation in flight -> policy -> plan -> act.
-    pub async fn tick(
-        &mut self,
-        policies: &PolicySet,
-        alerts: &[Alert],
-        now: Timestamp,
-    ) -> TickReport {
-        let obs = collect::collect(
-            &self.name,
-            &self.backends,
-            self.settings.limits.metrics_window,
-            now,
-        )
-        .await;
+    pub async fn tick(&mut self, policies: &PolicySet, alerts: &[Alert], now: Timestamp) -> TickReport {
+        let obs = collect::collect(&self.name, &self.backends, self.settings.limits.metrics_window, now).await;
         self.report_sources(&obs, now);
         let settings = policies.settings();
         let opts = SnapshotOptions {
@@ -122,33 +100,18 @@ impl ClusterAgent {
         let started = Instant::now();
         let evaluation = input
             .as_ref()
-            .map_err(|e| policy::Error::Input {
-                message: e.to_string(),
-            })
+            .map_err(|e| policy::Error::Input { message: e.to_string() })
             .and_then(|i| policies.evaluate(i));
-        metrics::histogram!(telemetry::POLICY_EVAL_DURATION)
-            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(telemetry::POLICY_EVAL_DURATION).record(started.elapsed().as_secs_f64());
         let decisions = match evaluation {
             Ok(e) => {
                 for err in e.errors {
-                    self.emit(
-                        now,
-                        Body::PolicyError {
-                            category: err.category().into(),
-                            message: err.to_string(),
-                        },
-                    );
+                    self.emit(now, Body::PolicyError { category: err.category().into(), message: err.to_string() });
                 }
                 e.decisions
             }
             Err(err) => {
-                self.emit(
-                    now,
-                    Body::PolicyError {
-                        category: err.category().into(),
-                        message: err.to_string(),
-                    },
-                );
+                self.emit(now, Body::PolicyError { category: err.category().into(), message: err.to_string() });
                 Vec::new()
             }
         };
@@ -163,54 +126,28 @@ impl ClusterAgent {
         }
         let plan = plan::plan(&snapshot, &decisions, &history, &self.settings.limits, now);
         for d in &plan.deferred {
-            self.emit(
-                now,
-                Body::Deferred {
-                    kind: d.kind,
-                    reason: d.rule.clone(),
-                    why: d.why.clone(),
-                },
-            );
+            self.emit(now, Body::Deferred { kind: d.kind, reason: d.rule.clone(), why: d.why.clone() });
         }
         self.executor.apply(&plan, &snapshot, now).await;
-        TickReport {
-            snapshot,
-            input: input.unwrap_or_default(),
-            decisions,
-            plan,
-        }
+        TickReport { snapshot, input: input.unwrap_or_default(), decisions, plan }
     }
 
     fn report_sources(&self, obs: &collect::Observations, now: Timestamp) {
-        let sources: [(&str, Option<(&String, &String)>); 3] = [
-            ("metrics", failed(&obs.metrics)),
-            ("kafka", failed(&obs.kafka)),
-            ("kube", failed(&obs.kube)),
-        ];
+        let sources: [(&str, Option<(&String, &String)>); 3] =
+            [("metrics", failed(&obs.metrics)), ("kafka", failed(&obs.kafka)), ("kube", failed(&obs.kube))];
         for (source, f) in sources {
             if let Some((category, message)) = f {
                 self.emit(
                     now,
-                    Body::SourceError {
-                        source: source.into(),
-                        category: category.clone(),
-                        message: message.clone(),
-                    },
+                    Body::SourceError { source: source.into(), category: category.clone(), message: message.clone() },
                 );
             }
         }
     }
 
     fn report_freshness(&self, s: &Snapshot) {
-        for (source, f) in [
-            ("metrics", &s.data.metrics),
-            ("kafka", &s.data.kafka),
-            ("kube", &s.data.kube),
-        ] {
-            let labels = [
-                ("cluster", self.name.clone()),
-                ("source", source.to_owned()),
-            ];
+        for (source, f) in [("metrics", &s.data.metrics), ("kafka", &s.data.kafka), ("kube", &s.data.kube)] {
+            let labels = [("cluster", self.name.clone()), ("source", source.to_owned())];
             if let Some(age) = f.age_seconds {
                 metrics::gauge!(telemetry::DATA_AGE, &labels).set(age);
             }
@@ -221,9 +158,7 @@ impl ClusterAgent {
 
 fn failed<T>(s: &Sourced<T>) -> Option<(&String, &String)> {
     match s {
-        Sourced::Failed {
-            category, error, ..
-        } => Some((category, error)),
+        Sourced::Failed { category, error, .. } => Some((category, error)),
         Sourced::Ok { .. } => None,
     }
 }
@@ -256,12 +191,7 @@ impl Triggers {
 pub type SharedPolicies = Arc<RwLock<Arc<PolicySet>>>;
 
 /// Check the policy directory and swap in a new set when it changed and compiles.
-pub fn reload_policies(
-    store: &mut PolicyStore,
-    shared: &SharedPolicies,
-    events: &Events,
-    now: Timestamp,
-) {
+pub fn reload_policies(store: &mut PolicyStore, shared: &SharedPolicies, events: &Events, now: Timestamp) {
     match store.refresh() {
         Reload::Unchanged => {}
         Reload::Reloaded => {
@@ -271,21 +201,14 @@ pub fn reload_policies(
                 *w = set;
             }
             metrics::counter!(telemetry::POLICY_RELOADS, "result" => "ok").increment(1);
-            events.emit(Event {
-                at: now,
-                cluster: String::new(),
-                body: Body::PolicyReloaded { packages },
-            });
+            events.emit(Event { at: now, cluster: String::new(), body: Body::PolicyReloaded { packages } });
         }
         Reload::Failed(e) => {
             metrics::counter!(telemetry::POLICY_RELOADS, "result" => "failed").increment(1);
             events.emit(Event {
                 at: now,
                 cluster: String::new(),
-                body: Body::PolicyError {
-                    category: e.category().into(),
-                    message: e.to_string(),
-                },
+                body: Body::PolicyError { category: e.category().into(), message: e.to_string() },
             });
         }
     }
@@ -314,12 +237,8 @@ pub async fn run_cluster(
         };
         let span = tracing::info_span!("tick", cluster = %agent.name(), cause);
         let started = Instant::now();
-        agent
-            .tick(&set, &alerts, Timestamp::now())
-            .instrument(span)
-            .await;
-        metrics::counter!(telemetry::TICKS, "cluster" => agent.name().to_owned(), "cause" => cause)
-            .increment(1);
+        agent.tick(&set, &alerts, Timestamp::now()).instrument(span).await;
+        metrics::counter!(telemetry::TICKS, "cluster" => agent.name().to_owned(), "cause" => cause).increment(1);
         metrics::histogram!(telemetry::TICK_DURATION, "cluster" => agent.name().to_owned())
             .record(started.elapsed().as_secs_f64());
     }

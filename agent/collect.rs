@@ -150,15 +150,8 @@ pub struct KubeObservation {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Sourced<T> {
-    Ok {
-        at: Timestamp,
-        value: T,
-    },
-    Failed {
-        at: Timestamp,
-        category: String,
-        error: String,
-    },
+    Ok { at: Timestamp, value: T },
+    Failed { at: Timestamp, category: String, error: String },
 }
 
 impl<T> Sourced<T> {
@@ -183,29 +176,15 @@ pub struct Observations {
 fn sourced<T>(at: Timestamp, result: Result<T, crate::backend::Error>) -> Sourced<T> {
     match result {
         Ok(value) => Sourced::Ok { at, value },
-        Err(e) => {
-            tracing::warn!(error = %e, category = e.category(), "source read failed");
-            Sourced::Failed {
-                at,
-                category: e.category().to_owned(),
-                error: e.to_string(),
-            }
-        }
+        // Reported (logged and counted) by the pipeline as a SourceError event.
+        Err(e) => Sourced::Failed { at, category: e.category().to_owned(), error: e.to_string() },
     }
 }
 
 /// Read all three sources of a cluster concurrently.
-pub async fn collect(
-    cluster: &str,
-    backends: &Backends,
-    window: Duration,
-    now: Timestamp,
-) -> Observations {
-    let (metrics, kafka, kube) = tokio::join!(
-        backends.metrics.collect(window, now),
-        backends.kafka.describe(),
-        backends.kube.observe(),
-    );
+pub async fn collect(cluster: &str, backends: &Backends, window: Duration, now: Timestamp) -> Observations {
+    let (metrics, kafka, kube) =
+        tokio::join!(backends.metrics.collect(window, now), backends.kafka.describe(), backends.kube.observe(),);
     Observations {
         cluster: cluster.to_owned(),
         metrics: sourced(now, metrics),

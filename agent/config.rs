@@ -16,21 +16,11 @@ use crate::units::Bytes;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("failed to read config file {}", file.display())]
-    Read {
-        file: PathBuf,
-        source: std::io::Error,
-    },
+    Read { file: PathBuf, source: std::io::Error },
     #[error("config file {}: {source}", file.display())]
-    Parse {
-        file: PathBuf,
-        source: serde_yaml::Error,
-    },
+    Parse { file: PathBuf, source: serde_yaml::Error },
     #[error("config file {}: field `{field}`: {message}", file.display())]
-    Invalid {
-        file: PathBuf,
-        field: String,
-        message: String,
-    },
+    Invalid { file: PathBuf, field: String, message: String },
 }
 
 impl Error {
@@ -127,6 +117,12 @@ struct RawPolicy {
     dir: PathBuf,
     #[serde(default = "default_eval_timeout", with = "humantime_serde")]
     eval_timeout: Duration,
+    #[serde(default = "default_reload_interval", with = "humantime_serde")]
+    reload_interval: Duration,
+}
+
+const fn default_reload_interval() -> Duration {
+    Duration::from_secs(5)
 }
 
 impl Default for RawPolicy {
@@ -134,6 +130,7 @@ impl Default for RawPolicy {
         Self {
             dir: default_policy_dir(),
             eval_timeout: default_eval_timeout(),
+            reload_interval: default_reload_interval(),
         }
     }
 }
@@ -187,9 +184,7 @@ struct RawApi {
 
 impl Default for RawApi {
     fn default() -> Self {
-        Self {
-            listen: default_listen(),
-        }
+        Self { listen: default_listen() }
     }
 }
 
@@ -247,6 +242,9 @@ pub struct PolicyConfig {
     pub dir: PathBuf,
     #[serde(with = "humantime_serde")]
     pub eval_timeout: Duration,
+    /// How often the directory is checked for changed policies.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
 }
 
 /// Safety limits of the executor and freshness limits of the data.
@@ -276,10 +274,7 @@ pub struct Limits {
 impl Limits {
     /// The cooldown that follows an operation of `kind`.
     pub fn cooldown(&self, kind: ActionKind) -> Duration {
-        self.cooldowns
-            .get(&kind)
-            .copied()
-            .unwrap_or(self.default_cooldown)
+        self.cooldowns.get(&kind).copied().unwrap_or(self.default_cooldown)
     }
 }
 
@@ -326,43 +321,23 @@ pub struct PrometheusConfig {
 
 /// Read, parse and validate a configuration file.
 pub fn load(file: &Path) -> Result<Config, Error> {
-    let text = std::fs::read_to_string(file).map_err(|source| Error::Read {
-        file: file.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(file).map_err(|source| Error::Read { file: file.to_owned(), source })?;
     parse(&text, file)
 }
 
 /// Parse and validate configuration text; `file` is used in error messages and to resolve
 /// relative paths.
 pub fn parse(text: &str, file: &Path) -> Result<Config, Error> {
-    let raw: RawConfig = serde_yaml::from_str(text).map_err(|source| Error::Parse {
-        file: file.to_owned(),
-        source,
-    })?;
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|source| Error::Parse { file: file.to_owned(), source })?;
     validate(raw, file)
 }
 
 fn invalid(file: &Path, field: impl Into<String>, message: impl Into<String>) -> Error {
-    Error::Invalid {
-        file: file.to_owned(),
-        field: field.into(),
-        message: message.into(),
-    }
+    Error::Invalid { file: file.to_owned(), field: field.into(), message: message.into() }
 }
 
 fn validate(raw: RawConfig, file: &Path) -> Result<Config, Error> {
-    let RawConfig {
-        region,
-        interval,
-        policy,
-        dry_run,
-        limits,
-        api,
-        journal_path,
-        audit_log,
-        clusters,
-    } = raw;
+    let RawConfig { region, interval, policy, dry_run, limits, api, journal_path, audit_log, clusters } = raw;
     if region.trim().is_empty() {
         return Err(invalid(file, "region", "must not be empty"));
     }
@@ -371,41 +346,29 @@ fn validate(raw: RawConfig, file: &Path) -> Result<Config, Error> {
     }
     let base = file.parent().unwrap_or_else(|| Path::new("."));
     let limits = validate_limits(limits, interval, file)?;
-    let RawPolicy { dir, eval_timeout } = policy;
+    let RawPolicy { dir, eval_timeout, reload_interval } = policy;
     if eval_timeout.is_zero() {
-        return Err(invalid(
-            file,
-            "policy.eval_timeout",
-            "must be greater than zero",
-        ));
+        return Err(invalid(file, "policy.eval_timeout", "must be greater than zero"));
+    }
+    if reload_interval < Duration::from_millis(100) {
+        return Err(invalid(file, "policy.reload_interval", "must be at least 100ms"));
     }
     if clusters.is_empty() {
-        return Err(invalid(
-            file,
-            "clusters",
-            "at least one cluster is required",
-        ));
+        return Err(invalid(file, "clusters", "at least one cluster is required"));
     }
     let mut seen = std::collections::BTreeSet::new();
     let mut validated = Vec::with_capacity(clusters.len());
     for (i, cluster) in clusters.into_iter().enumerate() {
         let c = validate_cluster(cluster, i, base, file)?;
         if !seen.insert(c.name.clone()) {
-            return Err(invalid(
-                file,
-                format!("clusters[{i}].name"),
-                format!("duplicate cluster name {:?}", c.name),
-            ));
+            return Err(invalid(file, format!("clusters[{i}].name"), format!("duplicate cluster name {:?}", c.name)));
         }
         validated.push(c);
     }
     Ok(Config {
         region,
         interval,
-        policy: PolicyConfig {
-            dir: base.join(dir),
-            eval_timeout,
-        },
+        policy: PolicyConfig { dir: base.join(dir), eval_timeout, reload_interval },
         dry_run,
         limits,
         listen: api.listen,
@@ -427,18 +390,10 @@ fn validate_limits(raw: RawLimits, interval: Duration, file: &Path) -> Result<Li
         replication_throttle,
     } = raw;
     if concurrent_actions == 0 {
-        return Err(invalid(
-            file,
-            "limits.concurrent_actions",
-            "must be at least 1",
-        ));
+        return Err(invalid(file, "limits.concurrent_actions", "must be at least 1"));
     }
     if actions_per_minute == 0 {
-        return Err(invalid(
-            file,
-            "limits.actions_per_minute",
-            "must be at least 1",
-        ));
+        return Err(invalid(file, "limits.actions_per_minute", "must be at least 1"));
     }
     if max_data_age < interval {
         return Err(invalid(
@@ -448,24 +403,13 @@ fn validate_limits(raw: RawLimits, interval: Duration, file: &Path) -> Result<Li
         ));
     }
     if metrics_window < Duration::from_secs(60) {
-        return Err(invalid(
-            file,
-            "limits.metrics_window",
-            "must be at least 1m",
-        ));
+        return Err(invalid(file, "limits.metrics_window", "must be at least 1m"));
     }
     let mut parsed = BTreeMap::new();
     for (kind, text) in cooldowns {
         let field = format!("limits.cooldowns.{kind}");
         let k: ActionKind = kind.parse().map_err(|_| {
-            invalid(
-                file,
-                &field,
-                format!(
-                    "unknown action kind; expected one of {}",
-                    ActionKind::names()
-                ),
-            )
+            invalid(file, &field, format!("unknown action kind; expected one of {}", ActionKind::names()))
         })?;
         let d = humantime::parse_duration(&text)
             .map_err(|e| invalid(file, &field, format!("{text:?} is not a duration: {e}")))?;
@@ -486,77 +430,38 @@ fn validate_limits(raw: RawLimits, interval: Duration, file: &Path) -> Result<Li
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
 
-fn validate_cluster(
-    raw: RawCluster,
-    i: usize,
-    base: &Path,
-    file: &Path,
-) -> Result<ClusterConfig, Error> {
-    let RawCluster {
-        name,
-        namespace,
-        kafka,
-        node_pool,
-        bootstrap_servers,
-        prometheus,
-        backend,
-        simulation,
-    } = raw;
+fn validate_cluster(raw: RawCluster, i: usize, base: &Path, file: &Path) -> Result<ClusterConfig, Error> {
+    let RawCluster { name, namespace, kafka, node_pool, bootstrap_servers, prometheus, backend, simulation } = raw;
     let field = |f: &str| format!("clusters[{i}].{f}");
-    for (f, v) in [
-        ("name", &name),
-        ("namespace", &namespace),
-        ("node_pool", &node_pool),
-    ] {
+    for (f, v) in [("name", &name), ("namespace", &namespace), ("node_pool", &node_pool)] {
         if !is_dns_label(v) {
             return Err(invalid(
                 file,
                 field(f),
-                format!(
-                    "{v:?} is not a Kubernetes name (lower-case letters, digits, '-', at most 63)"
-                ),
+                format!("{v:?} is not a Kubernetes name (lower-case letters, digits, '-', at most 63)"),
             ));
         }
     }
     let kafka = kafka.unwrap_or_else(|| name.clone());
     if !is_dns_label(&kafka) {
-        return Err(invalid(
-            file,
-            field("kafka"),
-            format!("{kafka:?} is not a Kubernetes name"),
-        ));
+        return Err(invalid(file, field("kafka"), format!("{kafka:?} is not a Kubernetes name")));
     }
-    let prometheus = prometheus
-        .map(|p| validate_prometheus(p, &field("prometheus"), file))
-        .transpose()?;
+    let prometheus = prometheus.map(|p| validate_prometheus(p, &field("prometheus"), file)).transpose()?;
     if backend == BackendKind::Real {
         if bootstrap_servers.is_empty() {
-            return Err(invalid(
-                file,
-                field("bootstrap_servers"),
-                "required for backend `real`",
-            ));
+            return Err(invalid(file, field("bootstrap_servers"), "required for backend `real`"));
         }
         if prometheus.is_none() {
-            return Err(invalid(
-                file,
-                field("prometheus"),
-                "required for backend `real`",
-            ));
+            return Err(invalid(file, field("prometheus"), "required for backend `real`"));
         }
     }
     if simulation.is_some() && backend != BackendKind::Simulated {
-        return Err(invalid(
-            file,
-            field("simulation"),
-            "only valid with backend `simulated`",
-        ));
+        return Err(invalid(file, field("simulation"), "only valid with backend `simulated`"));
     }
     Ok(ClusterConfig {
         name,
@@ -570,47 +475,24 @@ fn validate_cluster(
     })
 }
 
-fn validate_prometheus(
-    raw: RawPrometheus,
-    field: &str,
-    file: &Path,
-) -> Result<PrometheusConfig, Error> {
-    let RawPrometheus {
-        url,
-        timeout,
-        queries,
-    } = raw;
+fn validate_prometheus(raw: RawPrometheus, field: &str, file: &Path) -> Result<PrometheusConfig, Error> {
+    let RawPrometheus { url, timeout, queries } = raw;
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(invalid(
-            file,
-            format!("{field}.url"),
-            format!("{url:?} is not an http(s) URL"),
-        ));
+        return Err(invalid(file, format!("{field}.url"), format!("{url:?} is not an http(s) URL")));
     }
     for (name, query) in &queries {
         if !METRIC_INPUTS.contains(&name.as_str()) {
             return Err(invalid(
                 file,
                 format!("{field}.queries.{name}"),
-                format!(
-                    "unknown input; expected one of {}",
-                    METRIC_INPUTS.join(", ")
-                ),
+                format!("unknown input; expected one of {}", METRIC_INPUTS.join(", ")),
             ));
         }
         if query.trim().is_empty() {
-            return Err(invalid(
-                file,
-                format!("{field}.queries.{name}"),
-                "empty query",
-            ));
+            return Err(invalid(file, format!("{field}.queries.{name}"), "empty query"));
         }
     }
-    Ok(PrometheusConfig {
-        url,
-        timeout,
-        queries,
-    })
+    Ok(PrometheusConfig { url, timeout, queries })
 }
 
 #[cfg(test)]
@@ -639,14 +521,8 @@ clusters:
         let c = parse_str(GOOD).unwrap();
         assert_eq!(c.interval, Duration::from_secs(30));
         assert!(!c.dry_run);
-        assert_eq!(
-            c.limits.cooldown(ActionKind::ScaleBrokers),
-            Duration::from_secs(900)
-        );
-        assert_eq!(
-            c.limits.cooldown(ActionKind::ElectLeaders),
-            Duration::from_secs(600)
-        );
+        assert_eq!(c.limits.cooldown(ActionKind::ScaleBrokers), Duration::from_secs(900));
+        assert_eq!(c.limits.cooldown(ActionKind::ElectLeaders), Duration::from_secs(600));
         assert_eq!(c.clusters[0].kafka, "prod-kafka-01");
         assert_eq!(c.policy.dir, Path::new("/etc/autopilot/policies"));
     }
@@ -673,11 +549,10 @@ clusters:
 
     #[test]
     fn duplicate_clusters_are_refused() {
-        let text = format!("{GOOD}  - name: prod-kafka-01\n    namespace: kafka\n    node_pool: brokers\n    backend: simulated\n");
-        let message = parse_str(&text).unwrap_err().to_string();
-        assert!(
-            message.contains("clusters[1].name") && message.contains("duplicate"),
-            "{message}"
+        let text = format!(
+            "{GOOD}  - name: prod-kafka-01\n    namespace: kafka\n    node_pool: brokers\n    backend: simulated\n"
         );
+        let message = parse_str(&text).unwrap_err().to_string();
+        assert!(message.contains("clusters[1].name") && message.contains("duplicate"), "{message}");
     }
 }

@@ -17,9 +17,6 @@ use crate::policy::PolicyStore;
 use crate::scenario::{self, Driver, Scenario};
 use crate::time::Timestamp;
 
-/// How often the policy directory is checked for changes.
-pub const POLICY_CHECK: Duration = Duration::from_secs(5);
-
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -28,31 +25,19 @@ pub enum Error {
     #[error("failed to open the journal")]
     Journal { source: crate::act::journal::Error },
     #[error("failed to open the audit log {path}")]
-    Audit {
-        path: String,
-        source: std::io::Error,
-    },
+    Audit { path: String, source: std::io::Error },
     #[error("cluster {cluster}: simulated cluster")]
-    Simulation {
-        cluster: String,
-        source: scenario::Error,
-    },
+    Simulation { cluster: String, source: scenario::Error },
     #[error("cluster {cluster}: backend `real` needs the Prometheus, Kafka and Kubernetes adapters, which this build does not have yet; use backend `simulated`")]
     RealBackend { cluster: String },
     #[error("failed to listen on {addr}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    Listen { addr: String, source: std::io::Error },
     #[error("failed to install the metrics recorder: {message}")]
     Metrics { message: String },
 }
 
 fn simulated(cluster: &ClusterConfig) -> Result<Driver, Error> {
-    let err = |source| Error::Simulation {
-        cluster: cluster.name.clone(),
-        source,
-    };
+    let err = |source| Error::Simulation { cluster: cluster.name.clone(), source };
     let mut s = match &cluster.simulation {
         Some(path) => Scenario::load(path).map_err(err)?,
         None => Scenario::parse(scenario::DEMO, "built-in demo").map_err(err)?,
@@ -60,40 +45,21 @@ fn simulated(cluster: &ClusterConfig) -> Result<Driver, Error> {
     s.cluster.name.clone_from(&cluster.name);
     s.cluster.namespace.clone_from(&cluster.namespace);
     s.cluster.node_pool.clone_from(&cluster.node_pool);
-    Driver::new(&s, Timestamp::now()).map_err(|message| {
-        err(scenario::Error::Invalid {
-            path: cluster.name.clone(),
-            message,
-        })
-    })
+    Driver::new(&s, Timestamp::now())
+        .map_err(|message| err(scenario::Error::Invalid { path: cluster.name.clone(), message }))
 }
 
 /// Run the agent until `cancel` fires (SIGTERM or Ctrl-C in `main`).
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error> {
-    let handle = crate::telemetry::install().map_err(|e| Error::Metrics {
-        message: e.to_string(),
-    })?;
-    let Config {
-        region,
-        interval,
-        policy,
-        dry_run,
-        limits,
-        listen,
-        journal_path,
-        audit_log,
-        clusters,
-    } = config;
-    let mut store = PolicyStore::open(&policy.dir, None, policy.eval_timeout)
-        .map_err(|source| Error::Policy { source })?;
+    let handle = crate::telemetry::install().map_err(|e| Error::Metrics { message: e.to_string() })?;
+    let Config { region, interval, policy, dry_run, limits, listen, journal_path, audit_log, clusters } = config;
+    let mut store =
+        PolicyStore::open(&policy.dir, None, policy.eval_timeout).map_err(|source| Error::Policy { source })?;
     let policies: SharedPolicies = Arc::new(RwLock::new(store.current()));
     let journal = FileJournal::open(&journal_path).map_err(|source| Error::Journal { source })?;
     let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
     if let Some(path) = &audit_log {
-        let audit = AuditLog::open(path).map_err(|source| Error::Audit {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let audit = AuditLog::open(path).map_err(|source| Error::Audit { path: path.display().to_string(), source })?;
         sinks.push(Arc::new(audit));
     }
     let events = Events::new(sinks);
@@ -103,11 +69,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
     let mut tasks = JoinSet::new();
     for cluster in &clusters {
         let backends: Backends = match cluster.backend {
-            BackendKind::Real => {
-                return Err(Error::RealBackend {
-                    cluster: cluster.name.clone(),
-                })
-            }
+            BackendKind::Real => return Err(Error::RealBackend { cluster: cluster.name.clone() }),
             BackendKind::Simulated => {
                 let driver = simulated(cluster)?;
                 let backends = driver.backend().backends();
@@ -115,34 +77,19 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
                 backends
             }
         };
-        let settings = PipelineSettings {
-            region: region.clone(),
-            dry_run,
-            limits: limits.clone(),
-        };
-        let pipeline = ClusterAgent::new(
-            &cluster.name,
-            settings,
-            backends,
-            shared.clone(),
-            events.clone(),
-        )
-        .map_err(|source| Error::Journal { source })?;
+        let settings = PipelineSettings { region: region.clone(), dry_run, limits: limits.clone() };
+        let pipeline = ClusterAgent::new(&cluster.name, settings, backends, shared.clone(), events.clone())
+            .map_err(|source| Error::Journal { source })?;
         let Some(rx) = receivers.remove(&cluster.name) else {
             continue;
         };
-        tasks.spawn(agent::run_cluster(
-            pipeline,
-            policies.clone(),
-            interval,
-            rx,
-            cancel.clone(),
-        ));
+        tasks.spawn(agent::run_cluster(pipeline, policies.clone(), interval, rx, cancel.clone()));
     }
     let reload = {
         let (policies, events, cancel) = (policies.clone(), events.clone(), cancel.clone());
+        let check = policy.reload_interval;
         async move {
-            let mut every = tokio::time::interval(POLICY_CHECK);
+            let mut every = tokio::time::interval(check);
             loop {
                 tokio::select! {
                     () = cancel.cancelled() => return,
@@ -154,20 +101,13 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
     tasks.spawn(reload);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|source| Error::Listen {
-            addr: listen.to_string(),
-            source,
-        })?;
+        .map_err(|source| Error::Listen { addr: listen.to_string(), source })?;
     tracing::info!(%listen, region = %region, clusters = names.len(), dry_run, "agent running");
-    let app = http::router(Arc::new(AppState {
-        metrics: Some(handle),
-        policies,
-    }));
+    let app = http::router(Arc::new(AppState { metrics: Some(handle), policies }));
     let server_cancel = cancel.clone();
     tasks.spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { server_cancel.cancelled().await })
-            .await;
+        let served =
+            axum::serve(listener, app).with_graceful_shutdown(async move { server_cancel.cancelled().await }).await;
         if let Err(e) = served {
             tracing::error!(error = %e, "HTTP server failed");
         }

@@ -52,11 +52,7 @@ pub enum Body {
         request: Request,
     },
     /// A decision was not acted on.
-    Deferred {
-        kind: ActionKind,
-        reason: String,
-        why: String,
-    },
+    Deferred { kind: ActionKind, reason: String, why: String },
     /// An action started (or, in dry-run, would have).
     Action {
         operation: String,
@@ -67,30 +63,15 @@ pub enum Body {
         dry_run: bool,
     },
     /// A multi-step operation moved to its next step.
-    Step {
-        operation: String,
-        kind: ActionKind,
-        step: String,
-        detail: String,
-    },
+    Step { operation: String, kind: ActionKind, step: String, detail: String },
     /// An action ended.
-    Outcome {
-        operation: String,
-        kind: ActionKind,
-        result: Result,
-        reason: String,
-        detail: String,
-    },
+    Outcome { operation: String, kind: ActionKind, result: Result, reason: String, detail: String },
     /// Policies failed to load or evaluate; the last good set stays in force.
     PolicyError { category: String, message: String },
     /// New policies are in force.
     PolicyReloaded { packages: Vec<String> },
     /// A source could not be read.
-    SourceError {
-        source: String,
-        category: String,
-        message: String,
-    },
+    SourceError { source: String, category: String, message: String },
     /// The journal could not be written; the operation waits.
     JournalError { operation: String, message: String },
     /// Simulation only: a fault was injected.
@@ -127,9 +108,7 @@ pub struct Events {
 
 impl std::fmt::Debug for Events {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Events")
-            .field("sinks", &self.sinks.len())
-            .finish()
+        f.debug_struct("Events").field("sinks", &self.sinks.len()).finish()
     }
 }
 
@@ -151,60 +130,32 @@ impl Events {
 fn log_and_count(e: &Event) {
     let cluster = e.cluster.clone();
     match &e.body {
-        Body::Decision {
-            package,
-            reason,
-            message,
-            request,
-        } => {
+        Body::Decision { package, reason, message, request } => {
             tracing::info!(cluster = %e.cluster, package = %package, rule = %reason, kind = %request.kind(), message = %message, "decision");
             metrics::counter!(telemetry::DECISIONS, "cluster" => cluster, "package" => package.clone(), "rule" => reason.clone(), "kind" => request.kind().as_str()).increment(1);
         }
         Body::Deferred { kind, reason, why } => {
             tracing::info!(cluster = %e.cluster, kind = %kind, rule = %reason, why = %why, "decision deferred");
-            metrics::counter!(telemetry::DEFERRED, "cluster" => cluster, "kind" => kind.as_str())
-                .increment(1);
+            metrics::counter!(telemetry::DEFERRED, "cluster" => cluster, "kind" => kind.as_str()).increment(1);
         }
-        Body::Action {
-            operation,
-            action,
-            reason,
-            dry_run,
-            ..
-        } => {
+        Body::Action { operation, action, reason, dry_run, .. } => {
             tracing::info!(cluster = %e.cluster, operation = %operation, kind = %action.kind(), rule = %reason, dry_run, "action");
         }
-        Body::Step {
-            operation,
-            kind,
-            step,
-            detail,
-        } => {
+        Body::Step { operation, kind, step, detail } => {
             tracing::info!(cluster = %e.cluster, operation = %operation, kind = %kind, step = %step, detail = %detail, "step");
         }
-        Body::Outcome {
-            operation,
-            kind,
-            result,
-            detail,
-            ..
-        } => {
+        Body::Outcome { operation, kind, result, detail, .. } => {
             tracing::info!(cluster = %e.cluster, operation = %operation, kind = %kind, result = result.as_str(), detail = %detail, "outcome");
             metrics::counter!(telemetry::ACTIONS, "cluster" => cluster, "kind" => kind.as_str(), "outcome" => result.as_str()).increment(1);
         }
         Body::PolicyError { category, message } => {
             tracing::error!(category = %category, error = %message, "policy error; the last good policies stay in force");
-            metrics::counter!(telemetry::POLICY_ERRORS, "category" => category.clone())
-                .increment(1);
+            metrics::counter!(telemetry::POLICY_ERRORS, "category" => category.clone()).increment(1);
         }
         Body::PolicyReloaded { packages } => {
             tracing::info!(packages = ?packages, "policies reloaded");
         }
-        Body::SourceError {
-            source,
-            category,
-            message,
-        } => {
+        Body::SourceError { source, category, message } => {
             tracing::warn!(cluster = %e.cluster, source = %source, category = %category, error = %message, "source read failed");
             metrics::counter!(telemetry::SOURCE_ERRORS, "cluster" => cluster, "source" => source.clone(), "category" => category.clone()).increment(1);
         }
@@ -234,14 +185,8 @@ impl AuditLog {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(Self {
-            path: path.to_owned(),
-            file: Mutex::new(file),
-        })
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self { path: path.to_owned(), file: Mutex::new(file) })
     }
 }
 

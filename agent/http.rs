@@ -35,22 +35,13 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn metrics(State(s): State<Arc<AppState>>) -> (StatusCode, String) {
     match &s.metrics {
         Some(h) => (StatusCode::OK, h.render()),
-        None => (
-            StatusCode::NOT_FOUND,
-            "metrics recorder not installed\n".into(),
-        ),
+        None => (StatusCode::NOT_FOUND, "metrics recorder not installed\n".into()),
     }
 }
 
 async fn ready(State(s): State<Arc<AppState>>) -> (StatusCode, String) {
     match s.policies.read() {
-        Ok(p) => (
-            StatusCode::OK,
-            format!("policies: {}\n", p.packages().join(", ")),
-        ),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "policy state poisoned\n".into(),
-        ),
+        Ok(p) => (StatusCode::OK, format!("policies: {}\n", p.packages().join(", "))),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "policy state poisoned\n".into()),
     }
 }

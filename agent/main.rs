@@ -22,12 +22,7 @@ struct Cli {
     #[arg(long, env = "AUTOPILOT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
     /// Log filter (tracing EnvFilter syntax).
-    #[arg(
-        long,
-        env = "AUTOPILOT_LOG",
-        default_value = "warn,autopilot=info",
-        global = true
-    )]
+    #[arg(long, env = "AUTOPILOT_LOG", default_value = "warn,autopilot=info", global = true)]
     log: String,
     #[command(subcommand)]
     command: Command,
@@ -113,9 +108,7 @@ enum PolicyCommand {
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).context("invalid --log filter")?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -126,14 +119,8 @@ fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
 #[allow(clippy::print_stderr)]
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet_default = matches!(
-        cli.command,
-        Command::Demo { .. } | Command::Simulate { .. } | Command::Policy { .. }
-    );
-    let filter = if quiet_default
-        && std::env::var_os("AUTOPILOT_LOG").is_none()
-        && cli.log == "warn,autopilot=info"
-    {
+    let quiet_default = matches!(cli.command, Command::Demo { .. } | Command::Simulate { .. } | Command::Policy { .. });
+    let filter = if quiet_default && std::env::var_os("AUTOPILOT_LOG").is_none() && cli.log == "warn,autopilot=info" {
         "warn"
     } else {
         cli.log.as_str()
@@ -152,10 +139,7 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the async runtime")
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the async runtime")
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -174,62 +158,38 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let policies = PolicySet::load(&c.policy.dir, None, c.policy.eval_timeout)
                 .with_context(|| format!("policies in {}", c.policy.dir.display()))?;
             println!("{}", serde_yaml::to_string(&c)?);
-            println!(
-                "# config ok: {} cluster(s); policies ok: {}",
-                c.clusters.len(),
-                policies.packages().join(", ")
-            );
+            println!("# config ok: {} cluster(s); policies ok: {}", c.clusters.len(), policies.packages().join(", "));
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { speed, json } => {
             let s = Scenario::parse(scenario::DEMO, "built-in demo")?;
             if !json {
-                println!(
-                    "kafka-autopilot demo: {}\n{}\n",
-                    s.name,
-                    s.description.as_deref().unwrap_or_default()
-                );
+                println!("kafka-autopilot demo: {}\n{}\n", s.name, s.description.as_deref().unwrap_or_default());
             }
             simulate(&s, None, json, (speed > 0.0).then_some(speed), None)
         }
-        Command::Simulate {
-            scenario,
-            json,
-            policies,
-            speed,
-            dump_input,
-            input_at,
-        } => {
+        Command::Simulate { scenario, json, policies, speed, dump_input, input_at } => {
             let s = Scenario::load(&scenario)?;
             let dump = dump_input.zip(input_at);
             simulate(&s, policies, json, speed, dump)
         }
-        Command::Policy {
-            command: PolicyCommand::Test { dir, filter, json },
-        } => policy_test(&dir, filter.as_deref(), json),
-        Command::Policy {
-            command: PolicyCommand::Eval { input, policies },
-        } => {
-            let text = std::fs::read_to_string(&input)
-                .with_context(|| format!("failed to read {}", input.display()))?;
-            let doc: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not JSON", input.display()))?;
+        Command::Policy { command: PolicyCommand::Test { dir, filter, json } } => {
+            policy_test(&dir, filter.as_deref(), json)
+        }
+        Command::Policy { command: PolicyCommand::Eval { input, policies } } => {
+            let text =
+                std::fs::read_to_string(&input).with_context(|| format!("failed to read {}", input.display()))?;
+            let doc: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", input.display()))?;
             let set = PolicySet::load(&policies, None, Duration::from_secs(5))?;
             let eval = set.evaluate(&doc)?;
             for d in &eval.decisions {
                 println!("{}", serde_json::to_string(d)?);
             }
             for e in &eval.errors {
-                println!(
-                    "{}",
-                    serde_json::json!({"error": e.to_string(), "category": e.category()})
-                );
+                println!("{}", serde_json::json!({"error": e.to_string(), "category": e.category()}));
             }
-            Ok(if eval.errors.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if eval.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
 }
@@ -244,51 +204,29 @@ fn simulate(
 ) -> anyhow::Result<ExitCode> {
     let format = if json { Format::Json } else { Format::Human };
     let printer = Arc::new(Printer::stdout(format, scenario::START));
-    let opts = RunOptions {
-        policy_dir,
-        speed,
-        printer: Some(printer),
-        input_at: dump.as_ref().map(|d| d.1),
-    };
+    let opts = RunOptions { policy_dir, speed, printer: Some(printer), input_at: dump.as_ref().map(|d| d.1) };
     let report = runtime()?.block_on(scenario::run(s, opts))?;
     if let Some((path, at)) = dump {
-        let input = report
-            .input
-            .as_ref()
-            .with_context(|| format!("no tick at {}", humantime::format_duration(at)))?;
+        let input = report.input.as_ref().with_context(|| format!("no tick at {}", humantime::format_duration(at)))?;
         std::fs::write(&path, serde_json::to_vec_pretty(input)?)
             .with_context(|| format!("failed to write {}", path.display()))?;
     }
     let mut out = std::io::stdout();
     if report.unmet.is_empty() {
         if !json {
-            writeln!(
-                out,
-                "\nscenario {}: all {} expectations met",
-                report.name,
-                s.expect.len()
-            )?;
+            writeln!(out, "\nscenario {}: all {} expectations met", report.name, s.expect.len())?;
         }
         Ok(ExitCode::SUCCESS)
     } else {
         for u in &report.unmet {
             eprintln!("UNMET: {u}");
         }
-        eprintln!(
-            "scenario {}: {} of {} expectations unmet",
-            report.name,
-            report.unmet.len(),
-            s.expect.len()
-        );
+        eprintln!("scenario {}: {} of {} expectations unmet", report.name, report.unmet.len(), s.expect.len());
         Ok(ExitCode::FAILURE)
     }
 }
 
-fn policy_test(
-    dir: &std::path::Path,
-    filter: Option<&str>,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+fn policy_test(dir: &std::path::Path, filter: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let results = testing::run(dir, filter)?;
     if results.is_empty() {
         bail!("no test_* rules found in {}/*_test.rego", dir.display());
@@ -313,26 +251,21 @@ fn policy_test(
     }
     println!("{}", "-".repeat(60));
     println!("policy: {passed} passed, {failed} failed");
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 async fn shutdown_on_signal(cancel: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    cancel.cancel();
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                cancel.cancel();
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

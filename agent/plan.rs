@@ -57,11 +57,7 @@ action_kinds! {
 impl ActionKind {
     /// All names, comma separated, for error messages.
     pub fn names() -> String {
-        Self::ALL
-            .iter()
-            .map(|k| k.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        Self::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -139,36 +135,15 @@ pub struct Decision {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
-    ScaleBrokers {
-        from: u32,
-        to: u32,
-    },
-    ReassignPartitions {
-        moves: Vec<PartitionTarget>,
-    },
+    ScaleBrokers { from: u32, to: u32 },
+    ReassignPartitions { moves: Vec<PartitionTarget> },
     ElectLeaders {},
-    RestartPod {
-        broker: i32,
-    },
-    ReplacePod {
-        broker: i32,
-    },
-    ResizeVolume {
-        broker: i32,
-        from_bytes: u64,
-        to_bytes: u64,
-    },
-    ReplaceVolume {
-        broker: i32,
-    },
-    RenewCertificate {
-        secret: String,
-        not_after: Timestamp,
-    },
-    Notify {
-        severity: String,
-        message: String,
-    },
+    RestartPod { broker: i32 },
+    ReplacePod { broker: i32 },
+    ResizeVolume { broker: i32, from_bytes: u64, to_bytes: u64 },
+    ReplaceVolume { broker: i32 },
+    RenewCertificate { secret: String, not_after: Timestamp },
+    Notify { severity: String, message: String },
 }
 
 impl Action {
@@ -224,10 +199,7 @@ pub struct History {
 impl History {
     /// Seconds since the last operation of each kind finished, for the policy input.
     pub fn seconds_since_last(&self, now: Timestamp) -> BTreeMap<ActionKind, f64> {
-        self.last_finished
-            .iter()
-            .map(|(k, t)| (*k, (now - *t).as_secs_f64()))
-            .collect()
+        self.last_finished.iter().map(|(k, t)| (*k, (now - *t).as_secs_f64())).collect()
     }
 
     fn cooldown_left(&self, kind: ActionKind, limits: &Limits, now: Timestamp) -> Option<Duration> {
@@ -238,55 +210,30 @@ impl History {
 }
 
 /// Plan the actions for one cluster.
-pub fn plan(
-    snapshot: &Snapshot,
-    decisions: &[Decision],
-    history: &History,
-    limits: &Limits,
-    now: Timestamp,
-) -> Plan {
+pub fn plan(snapshot: &Snapshot, decisions: &[Decision], history: &History, limits: &Limits, now: Timestamp) -> Plan {
     let mut ordered: Vec<&Decision> = decisions.iter().collect();
     // Priority by kind, then a stable order so the same input always gives the same plan.
-    ordered.sort_by(|a, b| {
-        (a.request.kind(), &a.rule, &a.message).cmp(&(b.request.kind(), &b.rule, &b.message))
-    });
+    ordered.sort_by(|a, b| (a.request.kind(), &a.rule, &a.message).cmp(&(b.request.kind(), &b.rule, &b.message)));
     let mut out = Plan::default();
     let mut seen = std::collections::BTreeSet::new();
     for d in ordered {
         let kind = d.request.kind();
-        let defer = |why: String| Deferred {
-            kind,
-            rule: d.rule.clone(),
-            why,
-        };
-        if !seen.insert((
-            kind,
-            d.rule.clone(),
-            serde_json::to_string(&d.request).unwrap_or_default(),
-        )) {
+        let defer = |why: String| Deferred { kind, rule: d.rule.clone(), why };
+        if !seen.insert((kind, d.rule.clone(), serde_json::to_string(&d.request).unwrap_or_default())) {
             continue;
         }
         if kind != ActionKind::Notify {
             if !snapshot.complete {
-                out.deferred.push(defer(
-                    "data is stale or missing; no action on incomplete data".into(),
-                ));
+                out.deferred.push(defer("data is stale or missing; no action on incomplete data".into()));
                 continue;
             }
             if let Some(left) = history.cooldown_left(kind, limits, now) {
-                out.deferred.push(defer(format!(
-                    "cooldown: {} left",
-                    humantime::format_duration(round(left))
-                )));
+                out.deferred.push(defer(format!("cooldown: {} left", humantime::format_duration(round(left)))));
                 continue;
             }
         }
         match concretise(&d.request, snapshot) {
-            Ok(action) => out.actions.push(Planned {
-                action,
-                rule: d.rule.clone(),
-                message: d.message.clone(),
-            }),
+            Ok(action) => out.actions.push(Planned { action, rule: d.rule.clone(), message: d.message.clone() }),
             Err(why) => out.deferred.push(defer(why)),
         }
     }
@@ -299,21 +246,13 @@ fn round(d: Duration) -> Duration {
 
 /// Check a request against the snapshot and fill in what the executor needs.
 fn concretise(request: &Request, s: &Snapshot) -> Result<Action, String> {
-    let broker_exists = |b: i32| {
-        s.broker(b)
-            .map(|_| ())
-            .ok_or_else(|| format!("broker {b} is not part of cluster {}", s.cluster))
-    };
+    let broker_exists =
+        |b: i32| s.broker(b).map(|_| ()).ok_or_else(|| format!("broker {b} is not part of cluster {}", s.cluster));
     match request {
         Request::ScaleBrokers { to } => {
             let pool = s.node_pool.as_ref().ok_or("no node pool observed")?;
             let from = pool.replicas;
-            let rf = s
-                .topics
-                .iter()
-                .map(|t| t.replication_factor)
-                .max()
-                .unwrap_or(1);
+            let rf = s.topics.iter().map(|t| t.replication_factor).max().unwrap_or(1);
             if *to == from {
                 return Err(format!("node pool already has {from} replicas"));
             }
@@ -321,10 +260,7 @@ fn concretise(request: &Request, s: &Snapshot) -> Result<Action, String> {
                 return Err(format!("{to} brokers cannot hold replication factor {rf}"));
             }
             if s.partitions.under_replicated > 0 {
-                return Err(format!(
-                    "{} partitions are under-replicated",
-                    s.partitions.under_replicated
-                ));
+                return Err(format!("{} partitions are under-replicated", s.partitions.under_replicated));
             }
             Ok(Action::ScaleBrokers { from, to: *to })
         }
@@ -339,45 +275,25 @@ fn concretise(request: &Request, s: &Snapshot) -> Result<Action, String> {
             Ok(Action::ReassignPartitions { moves })
         }
         Request::ElectLeaders {} => Ok(Action::ElectLeaders {}),
-        Request::RestartPod { broker } => {
-            broker_exists(*broker).map(|()| Action::RestartPod { broker: *broker })
-        }
-        Request::ReplacePod { broker } => {
-            broker_exists(*broker).map(|()| Action::ReplacePod { broker: *broker })
-        }
-        Request::ReplaceVolume { broker } => {
-            broker_exists(*broker).map(|()| Action::ReplaceVolume { broker: *broker })
-        }
+        Request::RestartPod { broker } => broker_exists(*broker).map(|()| Action::RestartPod { broker: *broker }),
+        Request::ReplacePod { broker } => broker_exists(*broker).map(|()| Action::ReplacePod { broker: *broker }),
+        Request::ReplaceVolume { broker } => broker_exists(*broker).map(|()| Action::ReplaceVolume { broker: *broker }),
         Request::ResizeVolume { broker, to_bytes } => {
             broker_exists(*broker)?;
-            let from = s
-                .node_pool
-                .as_ref()
-                .map(|p| p.storage_bytes)
-                .ok_or("no node pool observed")?;
+            let from = s.node_pool.as_ref().map(|p| p.storage_bytes).ok_or("no node pool observed")?;
             if *to_bytes <= from {
-                return Err(format!(
-                    "volumes never shrink: {to_bytes} bytes is not more than {from}"
-                ));
+                return Err(format!("volumes never shrink: {to_bytes} bytes is not more than {from}"));
             }
-            Ok(Action::ResizeVolume {
-                broker: *broker,
-                from_bytes: from,
-                to_bytes: *to_bytes,
-            })
+            Ok(Action::ResizeVolume { broker: *broker, from_bytes: from, to_bytes: *to_bytes })
         }
         Request::RenewCertificate { secret } => s
             .certificates
             .iter()
             .find(|c| &c.secret == secret)
-            .map(|c| Action::RenewCertificate {
-                secret: secret.clone(),
-                not_after: c.not_after,
-            })
+            .map(|c| Action::RenewCertificate { secret: secret.clone(), not_after: c.not_after })
             .ok_or_else(|| format!("no certificate in secret {secret}")),
-        Request::Notify { severity, message } => Ok(Action::Notify {
-            severity: severity.clone(),
-            message: message.clone(),
-        }),
+        Request::Notify { severity, message } => {
+            Ok(Action::Notify { severity: severity.clone(), message: message.clone() })
+        }
     }
 }

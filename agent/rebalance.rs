@@ -40,10 +40,7 @@ impl State<'_> {
         if self.rack(from) == Some(to_rack) {
             return true;
         }
-        !replicas
-            .iter()
-            .filter(|r| **r != from)
-            .any(|r| self.rack(*r) == Some(to_rack))
+        !replicas.iter().filter(|r| **r != from).any(|r| self.rack(*r) == Some(to_rack))
     }
 
     fn least_loaded(&self, replicas: &[i32], from: i32) -> Option<i32> {
@@ -57,10 +54,7 @@ impl State<'_> {
 
 /// Moves that drain `drain` (if any) and balance the cluster's live brokers.
 pub fn plan_moves(s: &Snapshot, drain: &[i32]) -> Vec<PartitionTarget> {
-    let live: Vec<_> = s
-        .live_brokers()
-        .filter(|b| !drain.contains(&b.id))
-        .collect();
+    let live: Vec<_> = s.live_brokers().filter(|b| !drain.contains(&b.id)).collect();
     if live.is_empty() {
         return Vec::new();
     }
@@ -69,9 +63,7 @@ pub fn plan_moves(s: &Snapshot, drain: &[i32]) -> Vec<PartitionTarget> {
         counts: live.iter().map(|b| (b.id, 0)).collect(),
     };
     for b in drain {
-        st.racks
-            .entry(*b)
-            .or_insert_with(|| s.broker(*b).and_then(|x| x.rack.as_deref()));
+        st.racks.entry(*b).or_insert_with(|| s.broker(*b).and_then(|x| x.rack.as_deref()));
     }
     let mut parts: Vec<Part> = s
         .all_partitions()
@@ -97,11 +89,7 @@ pub fn plan_moves(s: &Snapshot, drain: &[i32]) -> Vec<PartitionTarget> {
     parts
         .into_iter()
         .filter(|p| p.replicas != p.original)
-        .map(|p| PartitionTarget {
-            topic: p.topic,
-            partition: p.partition,
-            replicas: p.replicas,
-        })
+        .map(|p| PartitionTarget { topic: p.topic, partition: p.partition, replicas: p.replicas })
         .collect()
 }
 
@@ -170,11 +158,7 @@ fn balance_leaders(parts: &mut [Part], st: &State<'_>) {
             current
         } else {
             let members: BTreeSet<i32> = p.replicas.iter().copied().collect();
-            match members
-                .iter()
-                .filter_map(|b| leads.get(b).map(|c| (*c, *b)))
-                .min()
-            {
+            match members.iter().filter_map(|b| leads.get(b).map(|c| (*c, *b))).min() {
                 Some((_, b)) => b,
                 None => current,
             }

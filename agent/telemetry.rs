@@ -24,52 +24,28 @@ pub const TRIGGERS: &str = "autopilot_triggers_total";
 
 /// Register help texts for every metric.
 pub fn describe() {
-    describe_counter!(
-        TICKS,
-        "Evaluations of a cluster, by cluster and trigger (interval or alert)."
-    );
-    describe_histogram!(
-        TICK_DURATION,
-        Unit::Seconds,
-        "Duration of one tick: collect, snapshot, policy, plan, act."
-    );
-    describe_counter!(
-        DECISIONS,
-        "Decisions made by policy rules, by cluster, package, rule and kind."
-    );
+    describe_counter!(TICKS, "Evaluations of a cluster, by cluster and trigger (interval or alert).");
+    describe_histogram!(TICK_DURATION, Unit::Seconds, "Duration of one tick: collect, snapshot, policy, plan, act.");
+    describe_counter!(DECISIONS, "Decisions made by policy rules, by cluster, package, rule and kind.");
     describe_counter!(
         DEFERRED,
         "Decisions not acted on (cooldown, stale data, operation in flight, rate limit), by kind."
     );
-    describe_counter!(ACTIONS, "Actions finished, by cluster, kind and outcome (succeeded, failed, rolled_back, dry_run, emitted).");
-    describe_gauge!(
-        OPERATIONS_IN_FLIGHT,
-        "Multi-step operations in flight, by cluster."
-    );
     describe_counter!(
-        POLICY_ERRORS,
-        "Policy load, evaluation and decision errors, by category."
+        ACTIONS,
+        "Actions finished, by cluster, kind and outcome (succeeded, failed, rolled_back, dry_run, emitted)."
     );
+    describe_gauge!(OPERATIONS_IN_FLIGHT, "Multi-step operations in flight, by cluster.");
+    describe_counter!(POLICY_ERRORS, "Policy load, evaluation and decision errors, by category.");
     describe_counter!(POLICY_RELOADS, "Policy reloads, by result (ok, failed).");
-    describe_gauge!(POLICY_HEALTHY, "1 when the policy files on disk are the set in force, 0 while a broken change is kept out.");
-    describe_histogram!(
-        POLICY_EVAL_DURATION,
-        Unit::Seconds,
-        "Duration of one policy evaluation."
-    );
     describe_gauge!(
-        DATA_AGE,
-        Unit::Seconds,
-        "Age of each source's data at the last tick, by cluster and source."
+        POLICY_HEALTHY,
+        "1 when the policy files on disk are the set in force, 0 while a broken change is kept out."
     );
-    describe_gauge!(
-        DATA_STALE,
-        "1 when a source's data was stale or missing at the last tick, by cluster and source."
-    );
-    describe_counter!(
-        SOURCE_ERRORS,
-        "Failed reads of a source, by cluster, source and category."
-    );
+    describe_histogram!(POLICY_EVAL_DURATION, Unit::Seconds, "Duration of one policy evaluation.");
+    describe_gauge!(DATA_AGE, Unit::Seconds, "Age of each source's data at the last tick, by cluster and source.");
+    describe_gauge!(DATA_STALE, "1 when a source's data was stale or missing at the last tick, by cluster and source.");
+    describe_counter!(SOURCE_ERRORS, "Failed reads of a source, by cluster, source and category.");
     describe_counter!(
         JOURNAL_ERRORS,
         "Failed journal writes; an operation does not advance while its journal cannot be written."
@@ -79,9 +55,7 @@ pub fn describe() {
 
 /// Install the Prometheus recorder and return the handle that renders `/metrics`.
 pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
-    let buckets = [
-        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    ];
+    let buckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)?
         .install_recorder()?;

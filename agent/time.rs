@@ -16,9 +16,7 @@ pub struct Timestamp(u64);
 impl Timestamp {
     /// The system clock, read once. Only the I/O edges (the agent loop) call this.
     pub fn now() -> Self {
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
+        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         Self(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
     }
 
@@ -67,11 +65,7 @@ impl Sub<Timestamp> for Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}",
-            humantime::format_rfc3339_millis(self.to_system_time())
-        )
+        write!(f, "{}", humantime::format_rfc3339_millis(self.to_system_time()))
     }
 }
 
@@ -85,9 +79,7 @@ impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         let t = humantime::parse_rfc3339_weak(&text).map_err(serde::de::Error::custom)?;
-        let since = t
-            .duration_since(UNIX_EPOCH)
-            .map_err(|_| serde::de::Error::custom("timestamp before 1970"))?;
+        let since = t.duration_since(UNIX_EPOCH).map_err(|_| serde::de::Error::custom("timestamp before 1970"))?;
         Ok(Timestamp(duration_millis(since)))
     }
 }
@@ -109,9 +101,6 @@ mod tests {
         let t = Timestamp::from_millis(1_000);
         assert_eq!(t.since(t + Duration::from_secs(5)), Duration::ZERO);
         assert_eq!((t + Duration::from_secs(5)) - t, Duration::from_secs(5));
-        assert_eq!(
-            t.saturating_sub(Duration::from_secs(5)),
-            Timestamp::from_millis(0)
-        );
+        assert_eq!(t.saturating_sub(Duration::from_secs(5)), Timestamp::from_millis(0));
     }
 }

@@ -26,23 +26,14 @@ impl FromStr for Bytes {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let (number, factor) = SUFFIXES
-            .iter()
-            .find_map(|(suffix, f)| s.strip_suffix(suffix).map(|n| (n, *f)))
-            .unwrap_or((s, 1));
-        let value: f64 = number
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not a quantity like 16Gi or 500M"))?;
+        let (number, factor) =
+            SUFFIXES.iter().find_map(|(suffix, f)| s.strip_suffix(suffix).map(|n| (n, *f))).unwrap_or((s, 1));
+        let value: f64 = number.trim().parse().map_err(|_| format!("{s:?} is not a quantity like 16Gi or 500M"))?;
         if !value.is_finite() || value < 0.0 {
             return Err(format!("{s:?} must be a non-negative quantity"));
         }
         // Quantities in files are far below 2^53 bytes, where f64 is exact.
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss
-        )]
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
         let bytes = (value * factor as f64).round() as u64;
         Ok(Bytes(bytes))
     }

@@ -13,17 +13,11 @@ use super::operation::Operation;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("failed to read journal {}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("journal {} is corrupt: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },
     #[error("failed to write journal {}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("journal lock poisoned")]
     Poisoned,
 }
@@ -46,19 +40,10 @@ pub struct MemoryJournal {
 
 impl Journal for MemoryJournal {
     fn load(&self) -> Result<Vec<Operation>, Error> {
-        Ok(self
-            .ops
-            .lock()
-            .map_err(|_| Error::Poisoned)?
-            .values()
-            .cloned()
-            .collect())
+        Ok(self.ops.lock().map_err(|_| Error::Poisoned)?.values().cloned().collect())
     }
     fn save(&self, op: &Operation) -> Result<(), Error> {
-        self.ops
-            .lock()
-            .map_err(|_| Error::Poisoned)?
-            .insert(op.id.clone(), op.clone());
+        self.ops.lock().map_err(|_| Error::Poisoned)?.insert(op.id.clone(), op.clone());
         Ok(())
     }
     fn remove(&self, id: &str) -> Result<(), Error> {
@@ -79,43 +64,24 @@ impl FileJournal {
     pub fn open(path: &Path) -> Result<Self, Error> {
         let ops = match std::fs::read(path) {
             Ok(bytes) if bytes.is_empty() => BTreeMap::new(),
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?,
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Corrupt { path: path.to_owned(), message: e.to_string() })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(source) => {
-                return Err(Error::Read {
-                    path: path.to_owned(),
-                    source,
-                })
-            }
+            Err(source) => return Err(Error::Read { path: path.to_owned(), source }),
         };
-        Ok(Self {
-            path: path.to_owned(),
-            ops: Mutex::new(ops),
-        })
+        Ok(Self { path: path.to_owned(), ops: Mutex::new(ops) })
     }
 
     fn write(&self, ops: &BTreeMap<String, Operation>) -> Result<(), Error> {
-        let err = |source| Error::Write {
-            path: self.path.clone(),
-            source,
-        };
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let err = |source| Error::Write { path: self.path.clone(), source };
+        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(err)?;
         let bytes = serde_json::to_vec_pretty(ops).map_err(|e| err(std::io::Error::other(e)))?;
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
         let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        f.write_all(&bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(err)?;
+        f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(err)?;
         std::fs::rename(&tmp, &self.path).map_err(err)?;
         // The rename is durable once the directory is synced.
         if let Ok(d) = std::fs::File::open(dir) {
@@ -136,13 +102,7 @@ impl FileJournal {
 
 impl Journal for FileJournal {
     fn load(&self) -> Result<Vec<Operation>, Error> {
-        Ok(self
-            .ops
-            .lock()
-            .map_err(|_| Error::Poisoned)?
-            .values()
-            .cloned()
-            .collect())
+        Ok(self.ops.lock().map_err(|_| Error::Poisoned)?.values().cloned().collect())
     }
     fn save(&self, op: &Operation) -> Result<(), Error> {
         self.update(|ops| {

@@ -88,17 +88,11 @@ impl Shared {
 
     fn try_reserve(&self) -> bool {
         let max = self.limits.concurrent_actions;
-        self.in_flight
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .is_ok()
+        self.in_flight.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1)).is_ok()
     }
 
     fn release(&self) {
-        let _ = self
-            .in_flight
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        let _ = self.in_flight.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 }
 
@@ -117,17 +111,8 @@ pub struct ClusterExecutor {
 
 impl ClusterExecutor {
     /// An executor for `cluster`, resuming whatever the journal holds for it.
-    pub fn new(
-        cluster: &str,
-        backends: Backends,
-        shared: Arc<Shared>,
-        events: Events,
-    ) -> Result<Self, journal::Error> {
-        let mut resumed = shared
-            .journal
-            .load()?
-            .into_iter()
-            .filter(|op| op.cluster == cluster);
+    pub fn new(cluster: &str, backends: Backends, shared: Arc<Shared>, events: Events) -> Result<Self, journal::Error> {
+        let mut resumed = shared.journal.load()?.into_iter().filter(|op| op.cluster == cluster);
         let operation = resumed.next().map(|mut op| {
             if op.effect_started {
                 op.step = op.step.resumed();
@@ -137,8 +122,7 @@ impl ClusterExecutor {
             tracing::warn!(cluster, operation = %op.id, step = op.step.name(), "resuming operation from the journal");
             op
         });
-        let mut history = History::default();
-        history.in_flight = operation.as_ref().map(Operation::kind);
+        let history = History { in_flight: operation.as_ref().map(Operation::kind), ..History::default() };
         Ok(Self {
             cluster: cluster.to_owned(),
             backends,
@@ -161,11 +145,7 @@ impl ClusterExecutor {
     }
 
     fn emit(&self, now: Timestamp, body: Body) {
-        self.events.emit(Event {
-            at: now,
-            cluster: self.cluster.clone(),
-            body,
-        });
+        self.events.emit(Event { at: now, cluster: self.cluster.clone(), body });
     }
 
     /// Admit what the plan asks for: all notifications, and the first operation the limits allow.
@@ -177,21 +157,11 @@ impl ClusterExecutor {
                 self.notify(p, severity, message, now);
                 continue;
             }
-            let refuse = |why: String| Body::Deferred {
-                kind: p.action.kind(),
-                reason: p.rule.clone(),
-                why,
-            };
+            let refuse = |why: String| Body::Deferred { kind: p.action.kind(), reason: p.rule.clone(), why };
             if started {
-                self.emit(
-                    now,
-                    refuse("another action of this plan was started first".into()),
-                );
+                self.emit(now, refuse("another action of this plan was started first".into()));
             } else if let Some(op) = &self.operation {
-                self.emit(
-                    now,
-                    refuse(format!("operation {} ({}) is in flight", op.id, op.kind())),
-                );
+                self.emit(now, refuse(format!("operation {} ({}) is in flight", op.id, op.kind())));
             } else if self.shared.dry_run {
                 self.dry_run(p, now);
                 started = true;
@@ -284,13 +254,7 @@ impl ClusterExecutor {
         );
         if let Err(e) = self.shared.journal.save(&op) {
             self.shared.release();
-            self.emit(
-                now,
-                Body::JournalError {
-                    operation: id,
-                    message: e.to_string(),
-                },
-            );
+            self.emit(now, Body::JournalError { operation: id, message: e.to_string() });
             return;
         }
         self.emit(
@@ -304,8 +268,7 @@ impl ClusterExecutor {
             },
         );
         self.history.in_flight = Some(kind);
-        metrics::gauge!(telemetry::OPERATIONS_IN_FLIGHT, "cluster" => self.cluster.clone())
-            .set(1.0);
+        metrics::gauge!(telemetry::OPERATIONS_IN_FLIGHT, "cluster" => self.cluster.clone()).set(1.0);
         self.operation = Some(op);
         self.progress(s, now).await;
     }
@@ -318,11 +281,7 @@ impl ClusterExecutor {
             };
             match operation::progress(&op, s, now, self.shared.throttle) {
                 Progress::Wait => return,
-                Progress::Advance {
-                    effect,
-                    next,
-                    detail,
-                } => {
+                Progress::Advance { effect, next, detail } => {
                     if !self.advance(op, effect, next, detail, now).await {
                         return;
                     }
@@ -337,31 +296,15 @@ impl ClusterExecutor {
     }
 
     /// Perform one step; false when the operation must wait for the next tick.
-    async fn advance(
-        &mut self,
-        mut op: Operation,
-        effect: Effect,
-        next: Step,
-        detail: String,
-        now: Timestamp,
-    ) -> bool {
+    async fn advance(&mut self, mut op: Operation, effect: Effect, next: Step, detail: String, now: Timestamp) -> bool {
         if effect != Effect::None {
             op.effect_started = true;
             if let Err(e) = self.shared.journal.save(&op) {
-                self.emit(
-                    now,
-                    Body::JournalError {
-                        operation: op.id.clone(),
-                        message: e.to_string(),
-                    },
-                );
+                self.emit(now, Body::JournalError { operation: op.id.clone(), message: e.to_string() });
                 return false;
             }
             if let Err(e) = self.perform(&effect).await {
-                let transient = matches!(
-                    e,
-                    backend::Error::Unavailable { .. } | backend::Error::Timeout { .. }
-                );
+                let transient = matches!(e, backend::Error::Unavailable { .. } | backend::Error::Timeout { .. });
                 op.effect_started = false;
                 self.operation = Some(op.clone());
                 if transient {
@@ -382,33 +325,18 @@ impl ClusterExecutor {
             }
         }
         if let Effect::Reassign { moves, .. } = &effect {
-            op.submitted
-                .extend(moves.iter().map(|m| (m.topic.clone(), m.partition)));
+            op.submitted.extend(moves.iter().map(|m| (m.topic.clone(), m.partition)));
         }
         if matches!(op.step, Step::AwaitBrokers { .. }) {
             op.brokers_ready = true;
         }
-        self.emit(
-            now,
-            Body::Step {
-                operation: op.id.clone(),
-                kind: op.kind(),
-                step: next.name().into(),
-                detail,
-            },
-        );
+        self.emit(now, Body::Step { operation: op.id.clone(), kind: op.kind(), step: next.name().into(), detail });
         op.step = next;
         op.step_started_at = now;
         op.effect_started = false;
         if let Err(e) = self.shared.journal.save(&op) {
             // The effect is done; the journal still says "started", which resumes safely.
-            self.emit(
-                now,
-                Body::JournalError {
-                    operation: op.id.clone(),
-                    message: e.to_string(),
-                },
-            );
+            self.emit(now, Body::JournalError { operation: op.id.clone(), message: e.to_string() });
         }
         self.operation = Some(op);
         true
@@ -416,13 +344,7 @@ impl ClusterExecutor {
 
     async fn abort(&mut self, mut op: Operation, reason: String, now: Timestamp) {
         if op.rolling_back.is_some() {
-            self.finish(
-                &op,
-                Outcome::Failed,
-                format!("rollback failed: {reason}"),
-                now,
-            )
-            .await;
+            self.finish(&op, Outcome::Failed, format!("rollback failed: {reason}"), now).await;
             return;
         }
         match op.rollback_step() {
@@ -440,13 +362,7 @@ impl ClusterExecutor {
                 op.step = step;
                 op.step_started_at = now;
                 if let Err(e) = self.shared.journal.save(&op) {
-                    self.emit(
-                        now,
-                        Body::JournalError {
-                            operation: op.id.clone(),
-                            message: e.to_string(),
-                        },
-                    );
+                    self.emit(now, Body::JournalError { operation: op.id.clone(), message: e.to_string() });
                 }
                 self.operation = Some(op);
             }
@@ -460,30 +376,17 @@ impl ClusterExecutor {
             let _ = self.backends.kafka.set_replication_throttle(None).await;
         }
         if let Err(e) = self.shared.journal.remove(&op.id) {
-            self.emit(
-                now,
-                Body::JournalError {
-                    operation: op.id.clone(),
-                    message: e.to_string(),
-                },
-            );
+            self.emit(now, Body::JournalError { operation: op.id.clone(), message: e.to_string() });
         }
         self.emit(
             now,
-            Body::Outcome {
-                operation: op.id.clone(),
-                kind: op.kind(),
-                result,
-                reason: op.reason.clone(),
-                detail,
-            },
+            Body::Outcome { operation: op.id.clone(), kind: op.kind(), result, reason: op.reason.clone(), detail },
         );
         self.history.last_finished.insert(op.kind(), now);
         self.history.in_flight = None;
         self.operation = None;
         self.shared.release();
-        metrics::gauge!(telemetry::OPERATIONS_IN_FLIGHT, "cluster" => self.cluster.clone())
-            .set(0.0);
+        metrics::gauge!(telemetry::OPERATIONS_IN_FLIGHT, "cluster" => self.cluster.clone()).set(0.0);
     }
 
     async fn perform(&self, effect: &Effect) -> Result<(), backend::Error> {

@@ -234,9 +234,7 @@ impl Operation {
     /// Steps that undo what was done, first one returned; none when nothing can be undone.
     pub fn rollback_step(&self) -> Option<Step> {
         if !self.submitted.is_empty() {
-            return Some(Step::CancelReassignments {
-                partitions: self.submitted.clone(),
-            });
+            return Some(Step::CancelReassignments { partitions: self.submitted.clone() });
         }
         self.revert_step()
     }
@@ -257,27 +255,17 @@ fn first_step(action: &Action, s: &Snapshot) -> Step {
     match action {
         Action::ScaleBrokers { from, to } if to > from => Step::PatchReplicas { replicas: *to },
         Action::ScaleBrokers { from, to } => {
-            let mut ids: Vec<i32> = s
-                .node_pool
-                .as_ref()
-                .map(|p| p.node_ids.clone())
-                .unwrap_or_default();
+            let mut ids: Vec<i32> = s.node_pool.as_ref().map(|p| p.node_ids.clone()).unwrap_or_default();
             ids.sort_unstable_by(|a, b| b.cmp(a));
             ids.truncate((from - to) as usize);
             Step::Rebalance { drain: ids }
         }
-        Action::ReassignPartitions { moves } => Step::Reassign {
-            moves: moves.clone(),
-        },
+        Action::ReassignPartitions { moves } => Step::Reassign { moves: moves.clone() },
         Action::ElectLeaders {} => Step::ElectLeaders,
-        Action::RestartPod { broker } | Action::ReplacePod { broker } => {
-            Step::DeletePod { broker: *broker }
-        }
+        Action::RestartPod { broker } | Action::ReplacePod { broker } => Step::DeletePod { broker: *broker },
         Action::ReplaceVolume { broker } => Step::DeletePvc { broker: *broker },
         Action::ResizeVolume { to_bytes, .. } => Step::ResizeStorage { bytes: *to_bytes },
-        Action::RenewCertificate { secret, .. } => Step::ForceRenew {
-            secret: secret.clone(),
-        },
+        Action::RenewCertificate { secret, .. } => Step::ForceRenew { secret: secret.clone() },
         // Notifications are not operations; the executor never starts one for them.
         Action::Notify { .. } => Step::Verify,
     }
@@ -294,10 +282,7 @@ fn after_brokers(op: &Operation) -> Step {
 /// What comes after the submitted reassignments completed.
 fn after_reassignment(op: &Operation, drain: &[i32]) -> Step {
     match op.action {
-        Action::ScaleBrokers { from, to } if to < from => Step::VerifyDrained {
-            brokers: drain.to_vec(),
-            replicas: to,
-        },
+        Action::ScaleBrokers { from, to } if to < from => Step::VerifyDrained { brokers: drain.to_vec(), replicas: to },
         _ => Step::ElectLeaders,
     }
 }
@@ -321,10 +306,7 @@ pub fn unhealthy(s: &Snapshot) -> Option<String> {
         problems.push(format!("{} offline partitions", s.partitions.offline));
     }
     if s.partitions.under_replicated > 0 {
-        problems.push(format!(
-            "{} under-replicated partitions",
-            s.partitions.under_replicated
-        ));
+        problems.push(format!("{} under-replicated partitions", s.partitions.under_replicated));
     }
     let bad: Vec<String> = s
         .brokers
@@ -337,19 +319,13 @@ pub fn unhealthy(s: &Snapshot) -> Option<String> {
 }
 
 fn advance(effect: Effect, next: Step, detail: impl Into<String>) -> Progress {
-    Progress::Advance {
-        effect,
-        next,
-        detail: detail.into(),
-    }
+    Progress::Advance { effect, next, detail: detail.into() }
 }
 
 /// Decide the next move of `op` from the latest snapshot.
 pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, throttle: Option<u64>) -> Progress {
     if now > op.deadline && op.rolling_back.is_none() {
-        return Progress::Abort {
-            reason: format!("operation exceeded its deadline ({})", op.deadline),
-        };
+        return Progress::Abort { reason: format!("operation exceeded its deadline ({})", op.deadline) };
     }
     let waited = now - op.step_started_at;
     // A waiting step must judge a snapshot taken after its effect was made, never the one the
@@ -363,116 +339,63 @@ pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, throttle: Option<u
     match &op.step {
         Step::PatchReplicas { replicas } => advance(
             Effect::ScalePool(*replicas),
-            Step::AwaitBrokers {
-                replicas: *replicas,
-            },
+            Step::AwaitBrokers { replicas: *replicas },
             format!("node pool replicas {pool} -> {replicas}"),
         ),
-        Step::AwaitBrokers { replicas } if brokers_at(*replicas) => advance(
-            Effect::None,
-            after_brokers(op),
-            format!("{replicas} brokers registered and ready"),
-        ),
+        Step::AwaitBrokers { replicas } if brokers_at(*replicas) => {
+            advance(Effect::None, after_brokers(op), format!("{replicas} brokers registered and ready"))
+        }
         Step::AwaitBrokers { replicas } if waited > BROKER_TIMEOUT => Progress::Abort {
-            reason: format!(
-                "only {live} of {replicas} brokers ready after {}",
-                humantime::format_duration(waited)
-            ),
+            reason: format!("only {live} of {replicas} brokers ready after {}", humantime::format_duration(waited)),
         },
         Step::AwaitBrokers { .. } => Progress::Wait,
         Step::Rebalance { drain } => {
             let moves = rebalance::plan_moves(s, drain);
             if moves.is_empty() {
-                return advance(
-                    Effect::None,
-                    after_reassignment(op, drain),
-                    "assignment already balanced",
-                );
+                return advance(Effect::None, after_reassignment(op, drain), "assignment already balanced");
             }
-            let partitions: Vec<(String, i32)> = moves
-                .iter()
-                .map(|m| (m.topic.clone(), m.partition))
-                .collect();
+            let partitions: Vec<(String, i32)> = moves.iter().map(|m| (m.topic.clone(), m.partition)).collect();
             let detail = format!("{} partition moves submitted", moves.len());
-            advance(
-                Effect::Reassign { moves, throttle },
-                Step::AwaitReassignment { partitions },
-                detail,
-            )
+            advance(Effect::Reassign { moves, throttle }, Step::AwaitReassignment { partitions }, detail)
         }
         Step::Reassign { moves } => {
-            let partitions: Vec<(String, i32)> = moves
-                .iter()
-                .map(|m| (m.topic.clone(), m.partition))
-                .collect();
+            let partitions: Vec<(String, i32)> = moves.iter().map(|m| (m.topic.clone(), m.partition)).collect();
             let detail = format!("{} partition moves submitted", moves.len());
-            advance(
-                Effect::Reassign {
-                    moves: moves.clone(),
-                    throttle,
-                },
-                Step::AwaitReassignment { partitions },
-                detail,
-            )
+            advance(Effect::Reassign { moves: moves.clone(), throttle }, Step::AwaitReassignment { partitions }, detail)
         }
         Step::AwaitReassignment { partitions } => {
             let drain = draining(op, s);
-            if let Some(b) = s
-                .brokers
-                .iter()
-                .find(|b| b.state == BrokerState::Failed && !drain.contains(&b.id))
-            {
+            if let Some(b) = s.brokers.iter().find(|b| b.state == BrokerState::Failed && !drain.contains(&b.id)) {
                 return Progress::Abort {
-                    reason: format!(
-                        "broker {} failed its health check during reassignment",
-                        b.id
-                    ),
+                    reason: format!("broker {} failed its health check during reassignment", b.id),
                 };
             }
             let ours: BTreeSet<&(String, i32)> = partitions.iter().collect();
-            let left = s
-                .reassignments
-                .iter()
-                .filter(|r| ours.contains(&(r.topic.clone(), r.partition)))
-                .count();
+            let left = s.reassignments.iter().filter(|r| ours.contains(&(r.topic.clone(), r.partition))).count();
             if left == 0 {
                 advance(
                     Effect::ClearThrottle,
                     after_reassignment(op, &drain),
-                    format!(
-                        "{} reassignments complete, throttle cleared",
-                        partitions.len()
-                    ),
+                    format!("{} reassignments complete, throttle cleared", partitions.len()),
                 )
             } else {
                 Progress::Wait
             }
         }
         Step::VerifyDrained { brokers, replicas } => {
-            let busy: Vec<i32> = brokers
-                .iter()
-                .copied()
-                .filter(|b| s.broker(*b).is_some_and(|x| x.replicas > 0))
-                .collect();
+            let busy: Vec<i32> =
+                brokers.iter().copied().filter(|b| s.broker(*b).is_some_and(|x| x.replicas > 0)).collect();
             if busy.is_empty() {
                 advance(
                     Effect::None,
-                    Step::PatchReplicas {
-                        replicas: *replicas,
-                    },
+                    Step::PatchReplicas { replicas: *replicas },
                     format!("brokers {brokers:?} host no replicas"),
                 )
             } else {
-                Progress::Abort {
-                    reason: format!("brokers {busy:?} still host replicas after draining"),
-                }
+                Progress::Abort { reason: format!("brokers {busy:?} still host replicas after draining") }
             }
         }
-        Step::ElectLeaders => advance(
-            Effect::ElectLeaders,
-            Step::Verify,
-            "preferred leaders elected",
-        ),
+        Step::ElectLeaders => advance(Effect::ElectLeaders, Step::Verify, "preferred leaders elected"),
         Step::DeletePod { broker } => advance(
             Effect::DeletePod(*broker),
             Step::AwaitBroker { broker: *broker },
@@ -484,55 +407,34 @@ pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, throttle: Option<u
             format!("volume of broker {broker} deleted"),
         ),
         Step::AwaitBroker { broker } => {
-            let back = s
-                .broker(*broker)
-                .is_some_and(|b| b.registered && b.pod.as_ref().is_some_and(|p| p.ready));
+            let back = s.broker(*broker).is_some_and(|b| b.registered && b.pod.as_ref().is_some_and(|p| p.ready));
             if back {
-                advance(
-                    Effect::None,
-                    Step::Verify,
-                    format!("broker {broker} registered and ready"),
-                )
+                advance(Effect::None, Step::Verify, format!("broker {broker} registered and ready"))
             } else if waited > BROKER_TIMEOUT {
                 Progress::Abort {
-                    reason: format!(
-                        "broker {broker} not back after {}",
-                        humantime::format_duration(waited)
-                    ),
+                    reason: format!("broker {broker} not back after {}", humantime::format_duration(waited)),
                 }
             } else {
                 Progress::Wait
             }
         }
-        Step::ResizeStorage { bytes } => advance(
-            Effect::Resize(*bytes),
-            Step::AwaitCapacity { bytes: *bytes },
-            format!("storage -> {bytes} bytes"),
-        ),
+        Step::ResizeStorage { bytes } => {
+            advance(Effect::Resize(*bytes), Step::AwaitCapacity { bytes: *bytes }, format!("storage -> {bytes} bytes"))
+        }
         Step::AwaitCapacity { bytes } => {
-            let grown = s
-                .pvcs
-                .iter()
-                .filter(|p| p.phase == "Bound")
-                .all(|p| p.capacity_bytes.is_some_and(|c| c >= *bytes));
+            let grown =
+                s.pvcs.iter().filter(|p| p.phase == "Bound").all(|p| p.capacity_bytes.is_some_and(|c| c >= *bytes));
             if grown {
-                Progress::Finish {
-                    result: Outcome::Succeeded,
-                    detail: format!("every volume has {bytes} bytes"),
-                }
+                Progress::Finish { result: Outcome::Succeeded, detail: format!("every volume has {bytes} bytes") }
             } else if waited > RESOURCE_TIMEOUT {
-                Progress::Abort {
-                    reason: "volumes did not grow".into(),
-                }
+                Progress::Abort { reason: "volumes did not grow".into() }
             } else {
                 Progress::Wait
             }
         }
         Step::ForceRenew { secret } => advance(
             Effect::Renew(secret.clone()),
-            Step::AwaitRenewal {
-                secret: secret.clone(),
-            },
+            Step::AwaitRenewal { secret: secret.clone() },
             format!("{secret} annotated strimzi.io/force-renew"),
         ),
         Step::AwaitRenewal { secret } => {
@@ -545,30 +447,18 @@ pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, throttle: Option<u
                     result: Outcome::Succeeded,
                     detail: format!("{secret} valid until {}", c.not_after),
                 },
-                _ if waited > RESOURCE_TIMEOUT => Progress::Abort {
-                    reason: format!("{secret} not renewed"),
-                },
+                _ if waited > RESOURCE_TIMEOUT => Progress::Abort { reason: format!("{secret} not renewed") },
                 _ => Progress::Wait,
             }
         }
         Step::Verify => match unhealthy(s) {
             None => {
-                let result = if op.rolling_back.is_some() {
-                    Outcome::RolledBack
-                } else {
-                    Outcome::Succeeded
-                };
-                Progress::Finish {
-                    result,
-                    detail: format!("cluster healthy with {live} brokers"),
-                }
+                let result = if op.rolling_back.is_some() { Outcome::RolledBack } else { Outcome::Succeeded };
+                Progress::Finish { result, detail: format!("cluster healthy with {live} brokers") }
             }
             Some(why) if waited > VERIFY_TIMEOUT => Progress::Finish {
                 result: Outcome::Failed,
-                detail: format!(
-                    "not healthy after {}: {why}",
-                    humantime::format_duration(waited)
-                ),
+                detail: format!("not healthy after {}: {why}", humantime::format_duration(waited)),
             },
             Some(_) => Progress::Wait,
         },
@@ -577,33 +467,21 @@ pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, throttle: Option<u
             let detail = format!("{} reassignments cancelled", partitions.len());
             match next {
                 Some(step) => advance(Effect::Cancel(partitions.clone()), step, detail),
-                None => advance(
-                    Effect::Cancel(partitions.clone()),
-                    Step::AwaitRevert { replicas: pool },
-                    detail,
-                ),
+                None => advance(Effect::Cancel(partitions.clone()), Step::AwaitRevert { replicas: pool }, detail),
             }
         }
         Step::RevertReplicas { replicas } => advance(
             Effect::ScalePool(*replicas),
-            Step::AwaitRevert {
-                replicas: *replicas,
-            },
+            Step::AwaitRevert { replicas: *replicas },
             format!("node pool replicas back to {replicas}"),
         ),
-        Step::AwaitRevert { replicas }
-            if pool == *replicas && s.brokers.len() == *replicas as usize =>
-        {
+        Step::AwaitRevert { replicas } if pool == *replicas && s.brokers.len() == *replicas as usize => {
             let reason = op.rolling_back.clone().unwrap_or_default();
-            Progress::Finish {
-                result: Outcome::RolledBack,
-                detail: reason,
-            }
+            Progress::Finish { result: Outcome::RolledBack, detail: reason }
         }
-        Step::AwaitRevert { .. } if waited > BROKER_TIMEOUT => Progress::Finish {
-            result: Outcome::Failed,
-            detail: "rollback did not complete".into(),
-        },
+        Step::AwaitRevert { .. } if waited > BROKER_TIMEOUT => {
+            Progress::Finish { result: Outcome::Failed, detail: "rollback did not complete".into() }
+        }
         Step::AwaitRevert { .. } => Progress::Wait,
     }
 }

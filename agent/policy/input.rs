@@ -11,8 +11,8 @@ use serde::Serialize;
 use crate::collect::{GroupLag, NodePoolObservation, PvcObservation, ReassignmentInProgress};
 use crate::plan::{ActionKind, History};
 use crate::snapshot::{
-    BrokerSnapshot, CertificateSnapshot, DataFreshness, Held, PartitionSnapshot, PartitionSummary,
-    Snapshot, Utilisation,
+    BrokerSnapshot, CertificateSnapshot, DataFreshness, Held, PartitionSnapshot, PartitionSummary, Snapshot,
+    Utilisation,
 };
 use crate::time::Timestamp;
 
@@ -83,10 +83,8 @@ pub fn input<'a>(
     dry_run: bool,
     alerts: &'a [Alert],
 ) -> PolicyInput<'a> {
-    let problem_partitions = s
-        .all_partitions()
-        .filter(|p| p.under_replicated || p.under_min_isr || p.offline)
-        .collect();
+    let problem_partitions =
+        s.all_partitions().filter(|p| p.under_replicated || p.under_min_isr || p.offline).collect();
     PolicyInput {
         now: s.at,
         cluster: ClusterInput {
@@ -108,18 +106,8 @@ pub fn input<'a>(
                     partitions: t.partitions.len(),
                 })
                 .collect(),
-            max_replication_factor: s
-                .topics
-                .iter()
-                .map(|t| t.replication_factor)
-                .max()
-                .unwrap_or(0),
-            max_min_insync_replicas: s
-                .topics
-                .iter()
-                .map(|t| t.min_insync_replicas)
-                .max()
-                .unwrap_or(0),
+            max_replication_factor: s.topics.iter().map(|t| t.replication_factor).max().unwrap_or(0),
+            max_min_insync_replicas: s.topics.iter().map(|t| t.min_insync_replicas).max().unwrap_or(0),
             partitions: &s.partitions,
             problem_partitions,
             reassignments: &s.reassignments,

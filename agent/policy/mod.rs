@@ -29,10 +29,7 @@ pub const PACKAGE_ROOT: &str = "data.kafka.autopilot.";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("failed to read policy file {}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("no policy files (*.rego) in {}", dir.display())]
     NoPolicies { dir: PathBuf },
     #[error("policy does not compile: {message}")]
@@ -46,11 +43,7 @@ pub enum Error {
     #[error("evaluation of {package}.decisions failed: {message}")]
     Evaluate { package: String, message: String },
     #[error("{package}: a decision of rule {rule:?} is malformed: {message}")]
-    Decision {
-        package: String,
-        rule: String,
-        message: String,
-    },
+    Decision { package: String, rule: String, message: String },
 }
 
 impl Error {
@@ -99,11 +92,7 @@ impl Sources {
         entries.sort();
         let mut out = Sources::default();
         for path in entries {
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_owned();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
             let is_test = name.ends_with("_test.rego");
             if name.ends_with(".rego") && (with_tests || !is_test) {
                 let text = std::fs::read_to_string(&path).map_err(read_err(&path))?;
@@ -114,9 +103,7 @@ impl Sources {
             }
         }
         if out.rego.is_empty() {
-            return Err(Error::NoPolicies {
-                dir: dir.to_owned(),
-            });
+            return Err(Error::NoPolicies { dir: dir.to_owned() });
         }
         Ok(out)
     }
@@ -145,14 +132,8 @@ impl Sources {
 /// The policies of `policies/`, built into the binary (used by `demo` and when no policy
 /// directory is given to `simulate`).
 pub const EMBEDDED: &[(&str, &str)] = &[
-    (
-        "policies/scaling.rego",
-        include_str!("../../policies/scaling.rego"),
-    ),
-    (
-        "policies/data.yaml",
-        include_str!("../../policies/data.yaml"),
-    ),
+    ("policies/scaling.rego", include_str!("../../policies/scaling.rego")),
+    ("policies/data.yaml", include_str!("../../policies/data.yaml")),
 ];
 
 /// Merge `overlay` into `base`, objects key by key, anything else replaced.
@@ -167,28 +148,16 @@ pub fn merge(base: &mut serde_json::Value, overlay: &serde_json::Value) {
     }
 }
 
-fn load_data(
-    sources: &Sources,
-    overrides: Option<&serde_json::Value>,
-) -> Result<serde_json::Value, Error> {
+fn load_data(sources: &Sources, overrides: Option<&serde_json::Value>) -> Result<serde_json::Value, Error> {
     let mut data = serde_json::Value::Object(serde_json::Map::new());
     for (path, text) in &sources.data {
         let doc: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::from_str(text).map_err(|e| Error::Data {
-                path: path.clone(),
-                message: e.to_string(),
-            })?
+            serde_json::from_str(text).map_err(|e| Error::Data { path: path.clone(), message: e.to_string() })?
         } else {
-            serde_yaml::from_str(text).map_err(|e| Error::Data {
-                path: path.clone(),
-                message: e.to_string(),
-            })?
+            serde_yaml::from_str(text).map_err(|e| Error::Data { path: path.clone(), message: e.to_string() })?
         };
         if !doc.is_object() {
-            return Err(Error::Data {
-                path: path.clone(),
-                message: "top level must be a mapping".into(),
-            });
+            return Err(Error::Data { path: path.clone(), message: "top level must be a mapping".into() });
         }
         merge(&mut data, &doc);
     }
@@ -199,69 +168,38 @@ fn load_data(
 }
 
 fn settings(data: &serde_json::Value) -> Result<Settings, Error> {
-    let bad = |field: &str, message: String| Error::Settings {
-        field: field.to_owned(),
-        message,
-    };
+    let bad = |field: &str, message: String| Error::Settings { field: field.to_owned(), message };
     let root = data.get("autopilot");
     let mut conditions = Vec::new();
     if let Some(map) = root.and_then(|r| r.get("conditions")) {
-        let map = map.as_object().ok_or_else(|| {
-            bad(
-                "conditions",
-                "must be a mapping of name to condition".into(),
-            )
-        })?;
+        let map = map.as_object().ok_or_else(|| bad("conditions", "must be a mapping of name to condition".into()))?;
         for (name, spec) in map {
             let field = format!("conditions.{name}");
             let metric: Metric = spec
                 .get("metric")
                 .cloned()
                 .and_then(|m| serde_json::from_value(m).ok())
-                .ok_or_else(|| {
-                    bad(
-                        &field,
-                        "`metric` must be one of cpu, memory, disk, network".into(),
-                    )
-                })?;
+                .ok_or_else(|| bad(&field, "`metric` must be one of cpu, memory, disk, network".into()))?;
             let (comparison, threshold) = match (spec.get("above"), spec.get("below")) {
                 (Some(v), None) => (Comparison::Above, v),
                 (None, Some(v)) => (Comparison::Below, v),
-                _ => {
-                    return Err(bad(
-                        &field,
-                        "needs exactly one of `above` or `below`".into(),
-                    ))
-                }
+                _ => return Err(bad(&field, "needs exactly one of `above` or `below`".into())),
             };
-            let threshold = threshold
-                .as_f64()
-                .ok_or_else(|| bad(&field, "threshold must be a number".into()))?;
-            conditions.push(ConditionSpec {
-                name: name.clone(),
-                metric,
-                comparison,
-                threshold,
-            });
+            let threshold = threshold.as_f64().ok_or_else(|| bad(&field, "threshold must be a number".into()))?;
+            conditions.push(ConditionSpec { name: name.clone(), metric, comparison, threshold });
         }
     }
     let heartbeat = root
         .and_then(|r| r.get("brokers"))
         .and_then(|b| b.get("heartbeat_timeout_seconds"))
         .map(|v| {
-            v.as_f64().filter(|s| *s > 0.0).ok_or_else(|| {
-                bad(
-                    "brokers.heartbeat_timeout_seconds",
-                    "must be a positive number".into(),
-                )
-            })
+            v.as_f64()
+                .filter(|s| *s > 0.0)
+                .ok_or_else(|| bad("brokers.heartbeat_timeout_seconds", "must be a positive number".into()))
         })
         .transpose()?
         .unwrap_or(30.0);
-    Ok(Settings {
-        conditions,
-        heartbeat_timeout: Duration::from_secs_f64(heartbeat),
-    })
+    Ok(Settings { conditions, heartbeat_timeout: Duration::from_secs_f64(heartbeat) })
 }
 
 fn regorus_value(json: &serde_json::Value) -> Result<regorus::Value, String> {
@@ -269,27 +207,17 @@ fn regorus_value(json: &serde_json::Value) -> Result<regorus::Value, String> {
     regorus::Value::deserialize(json).map_err(|e| e.to_string())
 }
 
-fn compile(
-    sources: &Sources,
-    data: &serde_json::Value,
-) -> Result<(regorus::Engine, Vec<String>), Error> {
+fn compile(sources: &Sources, data: &serde_json::Value) -> Result<(regorus::Engine, Vec<String>), Error> {
     let mut engine = regorus::Engine::new();
     let mut packages = Vec::new();
     for (path, text) in &sources.rego {
         let package = engine
             .add_policy(path.display().to_string(), text.clone())
-            .map_err(|e| Error::Compile {
-                message: e.to_string(),
-            })?;
+            .map_err(|e| Error::Compile { message: e.to_string() })?;
         packages.push(package);
     }
-    let value = regorus_value(data).map_err(|message| Error::Data {
-        path: PathBuf::from("<data>"),
-        message,
-    })?;
-    engine.add_data(value).map_err(|e| Error::Compile {
-        message: e.to_string(),
-    })?;
+    let value = regorus_value(data).map_err(|message| Error::Data { path: PathBuf::from("<data>"), message })?;
+    engine.add_data(value).map_err(|e| Error::Compile { message: e.to_string() })?;
     packages.sort();
     packages.dedup();
     Ok((engine, packages))
@@ -308,10 +236,7 @@ pub struct PolicySet {
 
 impl std::fmt::Debug for PolicySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicySet")
-            .field("packages", &self.packages)
-            .field("fingerprint", &self.fingerprint)
-            .finish()
+        f.debug_struct("PolicySet").field("packages", &self.packages).field("fingerprint", &self.fingerprint).finish()
     }
 }
 
@@ -325,20 +250,13 @@ pub struct Evaluation {
 impl PolicySet {
     /// Read and compile the policies in `dir` (test files excluded), with `overrides` merged over
     /// their data.
-    pub fn load(
-        dir: &Path,
-        overrides: Option<&serde_json::Value>,
-        eval_timeout: Duration,
-    ) -> Result<Self, Error> {
+    pub fn load(dir: &Path, overrides: Option<&serde_json::Value>, eval_timeout: Duration) -> Result<Self, Error> {
         let sources = Sources::read(dir, false)?;
         Self::compile(&sources, overrides, eval_timeout)
     }
 
     /// The policies built into the binary, with `overrides` merged over their data.
-    pub fn embedded(
-        overrides: Option<&serde_json::Value>,
-        eval_timeout: Duration,
-    ) -> Result<Self, Error> {
+    pub fn embedded(overrides: Option<&serde_json::Value>, eval_timeout: Duration) -> Result<Self, Error> {
         Self::compile(&Sources::embedded(), overrides, eval_timeout)
     }
 
@@ -359,20 +277,13 @@ impl PolicySet {
                 Ok(_) => with_decisions.push(p),
                 Err(e) => {
                     let message = e.to_string();
-                    if !message.contains("not a valid rule path") && !message.contains("not found")
-                    {
+                    if !message.contains("not a valid rule path") && !message.contains("not found") {
                         return Err(Error::Compile { message });
                     }
                 }
             }
         }
-        Ok(Self {
-            engine,
-            packages: with_decisions,
-            settings,
-            fingerprint: sources.fingerprint(),
-            eval_timeout,
-        })
+        Ok(Self { engine, packages: with_decisions, settings, fingerprint: sources.fingerprint(), eval_timeout })
     }
 
     /// Settings the snapshot needs from the policy data.
@@ -387,9 +298,7 @@ impl PolicySet {
 
     /// Serialise an input document for [`PolicySet::evaluate`].
     pub fn to_input(input: &impl Serialize) -> Result<serde_json::Value, Error> {
-        serde_json::to_value(input).map_err(|e| Error::Input {
-            message: e.to_string(),
-        })
+        serde_json::to_value(input).map_err(|e| Error::Input { message: e.to_string() })
     }
 
     /// Evaluate every package's `decisions` on `input` (an input document as JSON).
@@ -406,10 +315,7 @@ impl PolicySet {
             let short = package.trim_start_matches("data.").to_owned();
             match engine.eval_rule(format!("{package}.decisions")) {
                 Ok(v) => decisions(&short, &v, &mut out),
-                Err(e) => out.errors.push(Error::Evaluate {
-                    package: short,
-                    message: e.to_string(),
-                }),
+                Err(e) => out.errors.push(Error::Evaluate { package: short, message: e.to_string() }),
             }
         }
         Ok(out)
@@ -424,11 +330,7 @@ fn decisions(package: &str, value: &regorus::Value, out: &mut Evaluation) {
         Ok(serde_json::Value::Array(items)) => items,
         Ok(other) => {
             let message = format!("`decisions` must be a set of objects, got {other}");
-            out.errors.push(Error::Decision {
-                package: package.to_owned(),
-                rule: "decisions".into(),
-                message,
-            });
+            out.errors.push(Error::Decision { package: package.to_owned(), rule: "decisions".into(), message });
             return;
         }
         Err(e) => {
@@ -459,31 +361,20 @@ fn decision(package: &str, item: serde_json::Value) -> Result<Decision, Error> {
     let rule = match map.remove("rule") {
         Some(serde_json::Value::String(r)) => r,
         _ => {
-            let message =
-                "every decision needs a string `rule` naming the rule that made it".into();
-            return Err(Error::Decision {
-                package: package.to_owned(),
-                rule: "?".into(),
-                message,
-            });
+            let message = "every decision needs a string `rule` naming the rule that made it".into();
+            return Err(Error::Decision { package: package.to_owned(), rule: "?".into(), message });
         }
     };
     let message = match map.remove("message") {
         Some(serde_json::Value::String(m)) => m,
         _ => String::new(),
     };
-    let request: Request =
-        serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| Error::Decision {
-            package: package.to_owned(),
-            rule: rule.clone(),
-            message: e.to_string(),
-        })?;
-    Ok(Decision {
+    let request: Request = serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| Error::Decision {
         package: package.to_owned(),
-        rule,
-        message,
-        request,
-    })
+        rule: rule.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(Decision { package: package.to_owned(), rule, message, request })
 }
 
 /// Result of checking the policy directory for changes.
@@ -510,21 +401,10 @@ pub struct PolicyStore {
 
 impl PolicyStore {
     /// Load the policies; the first load must succeed.
-    pub fn open(
-        dir: &Path,
-        overrides: Option<serde_json::Value>,
-        eval_timeout: Duration,
-    ) -> Result<Self, Error> {
+    pub fn open(dir: &Path, overrides: Option<serde_json::Value>, eval_timeout: Duration) -> Result<Self, Error> {
         let set = PolicySet::load(dir, overrides.as_ref(), eval_timeout)?;
         let last_tried = set.fingerprint;
-        Ok(Self {
-            dir: dir.to_owned(),
-            overrides,
-            eval_timeout,
-            current: Arc::new(set),
-            last_tried,
-            error: None,
-        })
+        Ok(Self { dir: dir.to_owned(), overrides, eval_timeout, current: Arc::new(set), last_tried, error: None })
     }
 
     /// The set in force.

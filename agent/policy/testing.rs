@@ -37,15 +37,10 @@ fn test_rules(text: &str) -> Vec<String> {
     let mut names: Vec<String> = text
         .lines()
         .filter_map(|line| {
-            let name: String = line
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
+            let name: String = line.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             let rest = line[name.len()..].trim_start();
-            let is_head = rest.starts_with("if")
-                || rest.starts_with('{')
-                || rest.starts_with(":=")
-                || rest.starts_with('=');
+            let is_head =
+                rest.starts_with("if") || rest.starts_with('{') || rest.starts_with(":=") || rest.starts_with('=');
             (name.starts_with("test_") && is_head).then_some(name)
         })
         .collect();
@@ -54,11 +49,7 @@ fn test_rules(text: &str) -> Vec<String> {
 }
 
 fn package_of(text: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        l.trim()
-            .strip_prefix("package ")
-            .map(|p| p.trim().to_owned())
-    })
+    text.lines().find_map(|l| l.trim().strip_prefix("package ").map(|p| p.trim().to_owned()))
 }
 
 /// Run every test in `dir` whose `package.name` contains `filter` (all when none).
@@ -67,11 +58,7 @@ pub fn run(dir: &Path, filter: Option<&str>) -> Result<Vec<TestResult>, Error> {
     let data = load_data(&sources, None)?;
     let (engine, _) = compile(&sources, &data)?;
     let mut results = Vec::new();
-    for (file, text) in sources
-        .rego
-        .iter()
-        .filter(|(p, _)| p.to_string_lossy().ends_with("_test.rego"))
-    {
+    for (file, text) in sources.rego.iter().filter(|(p, _)| p.to_string_lossy().ends_with("_test.rego")) {
         let Some(package) = package_of(text) else {
             continue;
         };
@@ -84,11 +71,9 @@ pub fn run(dir: &Path, filter: Option<&str>) -> Result<Vec<TestResult>, Error> {
             e.set_input(regorus::Value::Undefined);
             let started = Instant::now();
             let outcome = match e.eval_rule(format!("data.{full}")) {
-                Ok(v) if v == regorus::Value::Bool(true) => Outcome::Pass,
+                Ok(regorus::Value::Bool(true)) => Outcome::Pass,
                 Ok(_) => Outcome::Fail,
-                Err(err) => Outcome::Error {
-                    message: err.to_string(),
-                },
+                Err(err) => Outcome::Error { message: err.to_string() },
             };
             results.push(TestResult {
                 file: file.clone(),
@@ -115,11 +100,8 @@ mod tests {
     #[test]
     fn reports_pass_fail_and_error() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("p.rego"),
-            "package kafka.autopilot.p\nimport rego.v1\nx := input.v + 1\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("p.rego"), "package kafka.autopilot.p\nimport rego.v1\nx := input.v + 1\n")
+            .unwrap();
         std::fs::write(
             dir.path().join("p_test.rego"),
             "package kafka.autopilot.p_test\nimport rego.v1\nimport data.kafka.autopilot.p\n\
@@ -129,18 +111,10 @@ mod tests {
         )
         .unwrap();
         let results = run(dir.path(), None).unwrap();
-        let by_name = |n: &str| {
-            results
-                .iter()
-                .find(|r| r.name == n)
-                .map(|r| r.outcome.clone())
-        };
+        let by_name = |n: &str| results.iter().find(|r| r.name == n).map(|r| r.outcome.clone());
         assert_eq!(by_name("test_pass"), Some(Outcome::Pass));
         assert_eq!(by_name("test_fail"), Some(Outcome::Fail));
-        assert!(matches!(
-            by_name("test_error"),
-            Some(Outcome::Error { .. }) | Some(Outcome::Fail)
-        ));
+        assert!(matches!(by_name("test_error"), Some(Outcome::Error { .. }) | Some(Outcome::Fail)));
         assert_eq!(run(dir.path(), Some("test_pass")).unwrap().len(), 1);
     }
 }

@@ -30,30 +30,19 @@ pub struct Expectation {
 
 impl Expectation {
     pub(super) fn validate(&self) -> Result<(), String> {
-        let targets = [&self.action, &self.outcome, &self.decision, &self.step]
-            .iter()
-            .filter(|t| t.is_some())
-            .count();
+        let targets = [&self.action, &self.outcome, &self.decision, &self.step].iter().filter(|t| t.is_some()).count();
         match (&self.never, self.within, targets) {
             (Some(_), None, 0) if self.after.is_none() => Ok(()),
             (Some(_), _, _) => Err("`never` stands alone".into()),
             (None, Some(_), 1) => Ok(()),
-            (None, None, _) => Err(
-                "needs `within` (with one of action, outcome, decision, step) or `never`".into(),
-            ),
-            (None, Some(_), _) => {
-                Err("needs exactly one of action, outcome, decision, step".into())
-            }
+            (None, None, _) => Err("needs `within` (with one of action, outcome, decision, step) or `never`".into()),
+            (None, Some(_), _) => Err("needs exactly one of action, outcome, decision, step".into()),
         }
     }
 
     fn target(&self) -> (&'static str, Map<String, Value>) {
-        let pick = [
-            ("action", &self.action),
-            ("outcome", &self.outcome),
-            ("decision", &self.decision),
-            ("step", &self.step),
-        ];
+        let pick =
+            [("action", &self.action), ("outcome", &self.outcome), ("decision", &self.decision), ("step", &self.step)];
         for (ty, m) in pick {
             if let Some(m) = m {
                 return (ty, m.clone());
@@ -73,24 +62,15 @@ impl Expectation {
     /// `None` when met, otherwise why not.
     pub fn check(&self, events: &[Value]) -> Option<String> {
         let (ty, wanted) = self.target();
-        let same_type: Vec<&Value> = events
-            .iter()
-            .filter(|e| e.get("type").and_then(Value::as_str) == Some(ty))
-            .collect();
-        let matching: Vec<&Value> = same_type
-            .iter()
-            .copied()
-            .filter(|e| subset(&wanted, e))
-            .collect();
+        let same_type: Vec<&Value> =
+            events.iter().filter(|e| e.get("type").and_then(Value::as_str) == Some(ty)).collect();
+        let matching: Vec<&Value> = same_type.iter().copied().filter(|e| subset(&wanted, e)).collect();
         let at = |e: &Value| e.get("at").and_then(Value::as_f64).unwrap_or(f64::MAX);
         let shown = Value::Object(wanted.clone());
         if self.never.is_some() {
-            return matching.first().map(|e| {
-                format!(
-                    "expected never a {ty} matching {shown}, but one happened at {}s: {e}",
-                    at(e)
-                )
-            });
+            return matching
+                .first()
+                .map(|e| format!("expected never a {ty} matching {shown}, but one happened at {}s: {e}", at(e)));
         }
         let lo = self.after.unwrap_or_default().as_secs_f64();
         let hi = self.within.unwrap_or_default().as_secs_f64();
@@ -103,10 +83,7 @@ impl Expectation {
                 humantime::format_duration(a),
                 humantime::format_duration(self.within.unwrap_or_default())
             ),
-            None => format!(
-                "within {}",
-                humantime::format_duration(self.within.unwrap_or_default())
-            ),
+            None => format!("within {}", humantime::format_duration(self.within.unwrap_or_default())),
         };
         let seen = if matching.is_empty() {
             let kinds: Vec<String> = same_type.iter().take(5).map(|e| e.to_string()).collect();
@@ -119,17 +96,13 @@ impl Expectation {
             let times: Vec<String> = matching.iter().map(|e| format!("{}s", at(e))).collect();
             format!("it happened at {}", times.join(", "))
         };
-        Some(format!(
-            "expected a {ty} matching {shown} {window}, but {seen}"
-        ))
+        Some(format!("expected a {ty} matching {shown} {window}, but {seen}"))
     }
 }
 
 /// Every key of `wanted` is in `actual` with an equal value (numbers by value).
 fn subset(wanted: &Map<String, Value>, actual: &Value) -> bool {
-    wanted
-        .iter()
-        .all(|(k, v)| actual.get(k).is_some_and(|a| equal(v, a)))
+    wanted.iter().all(|(k, v)| actual.get(k).is_some_and(|a| equal(v, a)))
 }
 
 fn equal(a: &Value, b: &Value) -> bool {
@@ -160,32 +133,17 @@ mod tests {
 
     #[test]
     fn within_and_after_bound_the_match() {
-        assert_eq!(
-            exp("{within: 7m, action: {kind: scale_brokers, to: 5}}").check(&events()),
-            None
-        );
-        let late = exp("{within: 4m, action: {kind: scale_brokers, to: 5}}")
-            .check(&events())
-            .unwrap();
-        assert!(
-            late.contains("within 4m") && late.contains("300s"),
-            "{late}"
-        );
-        let early = exp("{after: 6m, within: 20m, action: {kind: scale_brokers}}")
-            .check(&events())
-            .unwrap();
+        assert_eq!(exp("{within: 7m, action: {kind: scale_brokers, to: 5}}").check(&events()), None);
+        let late = exp("{within: 4m, action: {kind: scale_brokers, to: 5}}").check(&events()).unwrap();
+        assert!(late.contains("within 4m") && late.contains("300s"), "{late}");
+        let early = exp("{after: 6m, within: 20m, action: {kind: scale_brokers}}").check(&events()).unwrap();
         assert!(early.contains("between 6m and 20m"), "{early}");
     }
 
     #[test]
     fn never_names_the_offending_event() {
-        assert_eq!(
-            exp("{never: {kind: scale_brokers, to: 2}}").check(&events()),
-            None
-        );
-        let hit = exp("{never: {type: outcome, result: succeeded}}")
-            .check(&events())
-            .unwrap();
+        assert_eq!(exp("{never: {kind: scale_brokers, to: 2}}").check(&events()), None);
+        let hit = exp("{never: {type: outcome, result: succeeded}}").check(&events()).unwrap();
         assert!(hit.contains("900s"), "{hit}");
     }
 

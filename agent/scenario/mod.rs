@@ -20,27 +20,15 @@ use crate::backend::sim::{ClusterSpec, Fault, Load};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("failed to read scenario {path}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("scenario {path}: {source}")]
-    Parse {
-        path: String,
-        source: serde_yaml::Error,
-    },
+    Parse { path: String, source: serde_yaml::Error },
     #[error("scenario {path}: {message}")]
     Invalid { path: String, message: String },
     #[error("scenario {name}: policies could not be loaded")]
-    Policy {
-        name: String,
-        source: crate::policy::Error,
-    },
+    Policy { name: String, source: crate::policy::Error },
     #[error("scenario {name}: journal")]
-    Journal {
-        name: String,
-        source: crate::act::journal::Error,
-    },
+    Journal { name: String, source: crate::act::journal::Error },
 }
 
 impl Error {
@@ -103,23 +91,15 @@ impl Scenario {
     /// Read and validate a scenario file.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: p.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: p.clone(), source })?;
         Self::parse(&text, &p)
     }
 
     /// Parse and validate scenario text; `path` names it in errors.
     pub fn parse(text: &str, path: &str) -> Result<Self, Error> {
-        let s: Scenario = serde_yaml::from_str(text).map_err(|source| Error::Parse {
-            path: path.to_owned(),
-            source,
-        })?;
-        s.validate().map_err(|message| Error::Invalid {
-            path: path.to_owned(),
-            message,
-        })?;
+        let s: Scenario =
+            serde_yaml::from_str(text).map_err(|source| Error::Parse { path: path.to_owned(), source })?;
+        s.validate().map_err(|message| Error::Invalid { path: path.to_owned(), message })?;
         Ok(s)
     }
 
@@ -143,8 +123,7 @@ impl Scenario {
             e.validate().map_err(|m| format!("expect[{i}]: {m}"))?;
         }
         for (kind, d) in &self.cooldowns {
-            kind.parse::<crate::plan::ActionKind>()
-                .map_err(|()| format!("cooldowns.{kind}: unknown action kind"))?;
+            kind.parse::<crate::plan::ActionKind>().map_err(|()| format!("cooldowns.{kind}: unknown action kind"))?;
             humantime::parse_duration(d).map_err(|e| format!("cooldowns.{kind}: {e}"))?;
         }
         Ok(())

@@ -21,10 +21,7 @@ pub fn relative(e: &Event, start: Timestamp) -> Value {
     let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
         let secs = (e.at - start).as_secs_f64();
-        m.insert(
-            "at".into(),
-            serde_json::Number::from_f64(secs).map_or(Value::Null, Value::Number),
-        );
+        m.insert("at".into(), serde_json::Number::from_f64(secs).map_or(Value::Null, Value::Number));
     }
     v
 }
@@ -46,9 +43,7 @@ pub struct Printer {
 
 impl std::fmt::Debug for Printer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Printer")
-            .field("format", &self.format)
-            .finish_non_exhaustive()
+        f.debug_struct("Printer").field("format", &self.format).finish_non_exhaustive()
     }
 }
 
@@ -60,12 +55,7 @@ impl Printer {
 
     /// A printer to any writer.
     pub fn new(format: Format, start: Timestamp, out: Box<dyn Write + Send>) -> Self {
-        Self {
-            format,
-            start,
-            out: Mutex::new(out),
-            last_deferred: Mutex::new(None),
-        }
+        Self { format, start, out: Mutex::new(out), last_deferred: Mutex::new(None) }
     }
 
     fn line(&self, text: &str) {
@@ -108,17 +98,9 @@ impl Printer {
                 .join(" ")
         };
         let text = match &e.body {
-            Body::Decision {
-                reason,
-                message,
-                request,
-                ..
-            } => {
+            Body::Decision { reason, message, request, .. } => {
                 let f = fields(serde_json::to_value(request).unwrap_or(Value::Null));
-                format!(
-                    "{t}  decision   {} {f}  [{reason}] {message}",
-                    request.kind()
-                )
+                format!("{t}  decision   {} {f}  [{reason}] {message}", request.kind())
             }
             Body::Deferred { kind, reason, why } => {
                 let key = format!("{kind}{reason}{why}");
@@ -129,39 +111,24 @@ impl Printer {
                 *last = Some(key);
                 format!("{t}  deferred   {kind} [{reason}]: {why}")
             }
-            Body::Action {
-                action,
-                reason,
-                dry_run,
-                ..
-            } => {
+            Body::Action { action, reason, dry_run, .. } => {
                 let f = fields(serde_json::to_value(action).unwrap_or(Value::Null));
                 let dry = if *dry_run { " (dry-run)" } else { "" };
                 format!("{t}  ACTION     {} {f}{dry}  [{reason}]", action.kind())
             }
-            Body::Step {
-                kind, step, detail, ..
-            } => format!("{t}    step     {kind} -> {step}: {detail}"),
-            Body::Outcome {
-                kind,
-                result,
-                detail,
-                ..
-            } => format!("{t}  OUTCOME    {kind} {}: {detail}", result.as_str()),
+            Body::Step { kind, step, detail, .. } => format!("{t}    step     {kind} -> {step}: {detail}"),
+            Body::Outcome { kind, result, detail, .. } => {
+                format!("{t}  OUTCOME    {kind} {}: {detail}", result.as_str())
+            }
             Body::PolicyError { category, message } => {
                 format!("{t}  POLICY ERROR ({category}): {message}")
             }
             Body::PolicyReloaded { packages } => {
                 format!("{t}  policies reloaded: {}", packages.join(", "))
             }
-            Body::SourceError {
-                source, message, ..
-            } => format!("{t}  source {source} failed: {message}"),
+            Body::SourceError { source, message, .. } => format!("{t}  source {source} failed: {message}"),
             Body::JournalError { message, .. } => format!("{t}  JOURNAL ERROR: {message}"),
-            Body::Fault { fault } => format!(
-                "{t}  FAULT      {}",
-                serde_json::to_string(fault).unwrap_or_default()
-            ),
+            Body::Fault { fault } => format!("{t}  FAULT      {}", serde_json::to_string(fault).unwrap_or_default()),
             Body::Load { load } => format!(
                 "{t}  load       cpu {:.0}% memory {:.0}% (at the initial size)",
                 load.cpu * 100.0,

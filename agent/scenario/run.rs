@@ -60,13 +60,7 @@ impl Driver {
         let sim = SimCluster::new(scenario.cluster.clone(), start)?;
         let mut timeline = scenario.timeline.clone();
         timeline.sort_by_key(|e| e.at);
-        Ok(Self {
-            backend: SimBackend::new(sim),
-            cluster: scenario.cluster.name.clone(),
-            timeline,
-            next: 0,
-            start,
-        })
+        Ok(Self { backend: SimBackend::new(sim), cluster: scenario.cluster.name.clone(), timeline, next: 0, start })
     }
 
     /// The simulated backend.
@@ -76,12 +70,7 @@ impl Driver {
 
     /// Advance the cluster to `t`, applying every timeline event due on the way.
     pub fn advance_to(&mut self, t: Timestamp, events: &Events) {
-        while let Some(e) = self
-            .timeline
-            .get(self.next)
-            .filter(|e| self.start + e.at <= t)
-            .cloned()
-        {
+        while let Some(e) = self.timeline.get(self.next).filter(|e| self.start + e.at <= t).cloned() {
             self.next += 1;
             let at = self.start + e.at;
             let Ok(mut sim) = self.backend.lock() else {
@@ -90,21 +79,13 @@ impl Driver {
             sim.advance_to(at);
             if let Some(load) = e.load {
                 sim.set_load(load);
-                events.emit(Event {
-                    at,
-                    cluster: self.cluster.clone(),
-                    body: Body::Load { load },
-                });
+                events.emit(Event { at, cluster: self.cluster.clone(), body: Body::Load { load } });
             }
             if let Some(fault) = e.fault {
                 if let Err(err) = sim.inject(&fault) {
                     tracing::error!(error = %err, "fault could not be injected");
                 }
-                events.emit(Event {
-                    at,
-                    cluster: self.cluster.clone(),
-                    body: Body::Fault { fault },
-                });
+                events.emit(Event { at, cluster: self.cluster.clone(), body: Body::Fault { fault } });
             }
         }
         if let Ok(mut sim) = self.backend.lock() {
@@ -130,42 +111,19 @@ pub async fn run(s: &Scenario, opts: RunOptions) -> Result<Report, Error> {
         Some(dir) => PolicySet::load(dir, s.policy_data.as_ref(), timeout),
         None => PolicySet::embedded(s.policy_data.as_ref(), timeout),
     }
-    .map_err(|source| Error::Policy {
-        name: s.name.clone(),
-        source,
-    })?;
+    .map_err(|source| Error::Policy { name: s.name.clone(), source })?;
     let recorder = Arc::new(Recorder::default());
     let mut sinks: Vec<Arc<dyn Sink>> = vec![recorder.clone()];
     if let Some(p) = &opts.printer {
         sinks.push(p.clone());
     }
     let events = Events::new(sinks);
-    let mut driver = Driver::new(s, START).map_err(|message| Error::Invalid {
-        path: s.name.clone(),
-        message,
-    })?;
+    let mut driver = Driver::new(s, START).map_err(|message| Error::Invalid { path: s.name.clone(), message })?;
     let limits = limits(s);
-    let shared = Shared::new(
-        limits.clone(),
-        s.dry_run,
-        Arc::new(MemoryJournal::default()),
-    );
-    let settings = PipelineSettings {
-        region: "simulation".into(),
-        dry_run: s.dry_run,
-        limits,
-    };
-    let mut agent = ClusterAgent::new(
-        &s.cluster.name,
-        settings,
-        driver.backend().backends(),
-        shared,
-        events.clone(),
-    )
-    .map_err(|source| Error::Journal {
-        name: s.name.clone(),
-        source,
-    })?;
+    let shared = Shared::new(limits.clone(), s.dry_run, Arc::new(MemoryJournal::default()));
+    let settings = PipelineSettings { region: "simulation".into(), dry_run: s.dry_run, limits };
+    let mut agent = ClusterAgent::new(&s.cluster.name, settings, driver.backend().backends(), shared, events.clone())
+        .map_err(|source| Error::Journal { name: s.name.clone(), source })?;
     let status_every = Duration::from_secs(300);
     let mut t = Duration::ZERO;
     let mut input = None;
@@ -186,16 +144,7 @@ pub async fn run(s: &Scenario, opts: RunOptions) -> Result<Report, Error> {
         }
         t += s.interval;
     }
-    let events: Vec<Value> = recorder
-        .events()
-        .iter()
-        .map(|e| relative(e, START))
-        .collect();
+    let events: Vec<Value> = recorder.events().iter().map(|e| relative(e, START)).collect();
     let unmet = s.expect.iter().filter_map(|e| e.check(&events)).collect();
-    Ok(Report {
-        name: s.name.clone(),
-        events,
-        unmet,
-        input,
-    })
+    Ok(Report { name: s.name.clone(), events, unmet, input })
 }

@@ -56,9 +56,7 @@ impl BrokerTracker {
             (None, true) => BrokerState::Recovering,
             (None, false) => BrokerState::Suspect,
             (Some((BrokerState::Healthy, _)), false) => BrokerState::Suspect,
-            (Some((BrokerState::Suspect, since)), false) if now - since >= heartbeat_timeout => {
-                BrokerState::Failed
-            }
+            (Some((BrokerState::Suspect, since)), false) if now - since >= heartbeat_timeout => BrokerState::Failed,
             (Some((state, _)), false) => match state {
                 BrokerState::Recovering => BrokerState::Suspect,
                 other => other,
@@ -97,44 +95,19 @@ mod tests {
     }
 
     fn sig(up: bool, in_sync: bool) -> BrokerSignals {
-        BrokerSignals {
-            registered: up,
-            pod_ready: up,
-            replicas_in_sync: in_sync,
-        }
+        BrokerSignals { registered: up, pod_ready: up, replicas_in_sync: in_sync }
     }
 
     #[test]
     fn walks_the_whole_cycle() {
         let mut t = BrokerTracker::default();
-        assert_eq!(
-            t.observe(2, sig(true, true), TIMEOUT, at(0)).0,
-            BrokerState::Healthy
-        );
-        assert_eq!(
-            t.observe(2, sig(false, false), TIMEOUT, at(10)).0,
-            BrokerState::Suspect
-        );
-        assert_eq!(
-            t.observe(2, sig(false, false), TIMEOUT, at(30)).0,
-            BrokerState::Suspect
-        );
-        assert_eq!(
-            t.observe(2, sig(false, false), TIMEOUT, at(40)),
-            (BrokerState::Failed, at(40))
-        );
-        assert_eq!(
-            t.observe(2, sig(false, false), TIMEOUT, at(70)),
-            (BrokerState::Failed, at(40))
-        );
-        assert_eq!(
-            t.observe(2, sig(true, false), TIMEOUT, at(100)).0,
-            BrokerState::Recovering
-        );
-        assert_eq!(
-            t.observe(2, sig(true, true), TIMEOUT, at(130)),
-            (BrokerState::Healthy, at(130))
-        );
+        assert_eq!(t.observe(2, sig(true, true), TIMEOUT, at(0)).0, BrokerState::Healthy);
+        assert_eq!(t.observe(2, sig(false, false), TIMEOUT, at(10)).0, BrokerState::Suspect);
+        assert_eq!(t.observe(2, sig(false, false), TIMEOUT, at(30)).0, BrokerState::Suspect);
+        assert_eq!(t.observe(2, sig(false, false), TIMEOUT, at(40)), (BrokerState::Failed, at(40)));
+        assert_eq!(t.observe(2, sig(false, false), TIMEOUT, at(70)), (BrokerState::Failed, at(40)));
+        assert_eq!(t.observe(2, sig(true, false), TIMEOUT, at(100)).0, BrokerState::Recovering);
+        assert_eq!(t.observe(2, sig(true, true), TIMEOUT, at(130)), (BrokerState::Healthy, at(130)));
     }
 
     #[test]
@@ -142,9 +115,6 @@ mod tests {
         let mut t = BrokerTracker::default();
         t.observe(1, sig(true, true), TIMEOUT, at(0));
         t.observe(1, sig(false, true), TIMEOUT, at(10));
-        assert_eq!(
-            t.observe(1, sig(true, true), TIMEOUT, at(20)).0,
-            BrokerState::Healthy
-        );
+        assert_eq!(t.observe(1, sig(true, true), TIMEOUT, at(20)).0, BrokerState::Healthy);
     }
 }

@@ -15,9 +15,8 @@ pub use brokers::{BrokerSignals, BrokerState, BrokerTracker};
 pub use window::{Comparison, ConditionSpec, Held, Metric, Windowed};
 
 use crate::collect::{
-    BrokerSeries, CertificateObservation, GroupLag, KafkaObservation, KubeObservation,
-    MetricsObservation, NodePoolObservation, Observations, PodObservation, PvcObservation,
-    ReassignmentInProgress, Sample, Sourced,
+    BrokerSeries, CertificateObservation, GroupLag, KafkaObservation, KubeObservation, MetricsObservation,
+    NodePoolObservation, Observations, PodObservation, PvcObservation, ReassignmentInProgress, Sample, Sourced,
 };
 use crate::time::Timestamp;
 
@@ -157,9 +156,7 @@ impl Snapshot {
 
     /// Brokers registered with a ready pod.
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerSnapshot> {
-        self.brokers
-            .iter()
-            .filter(|b| b.registered && b.pod.as_ref().is_some_and(|p| p.ready))
+        self.brokers.iter().filter(|b| b.registered && b.pod.as_ref().is_some_and(|p| p.ready))
     }
 
     /// All partitions of all topics.
@@ -172,30 +169,17 @@ fn freshness<T>(source: &Sourced<T>, max_age: Duration, now: Timestamp) -> Fresh
     match source {
         Sourced::Ok { at, .. } => {
             let age = now - *at;
-            Freshness {
-                observed: true,
-                age_seconds: Some(age.as_secs_f64()),
-                stale: age > max_age,
-                error: None,
-            }
+            Freshness { observed: true, age_seconds: Some(age.as_secs_f64()), stale: age > max_age, error: None }
         }
-        Sourced::Failed { error, .. } => Freshness {
-            observed: false,
-            age_seconds: None,
-            stale: true,
-            error: Some(error.clone()),
-        },
+        Sourced::Failed { error, .. } => {
+            Freshness { observed: false, age_seconds: None, stale: true, error: Some(error.clone()) }
+        }
     }
 }
 
 /// Build the snapshot of one cluster. `tracker` carries broker states between ticks; it only
 /// advances when both Kafka and Kubernetes answered, because missing data is not a failure.
-pub fn build(
-    obs: &Observations,
-    opts: &SnapshotOptions,
-    tracker: &mut BrokerTracker,
-    now: Timestamp,
-) -> Snapshot {
+pub fn build(obs: &Observations, opts: &SnapshotOptions, tracker: &mut BrokerTracker, now: Timestamp) -> Snapshot {
     let mut data = DataFreshness {
         metrics: freshness(&obs.metrics, opts.max_data_age, now),
         kafka: freshness(&obs.kafka, opts.max_data_age, now),
@@ -218,13 +202,7 @@ pub fn build(
     }
     let complete = !(data.metrics.stale || data.kafka.stale || data.kube.stale);
     let mean = |pick: fn(&BrokerSeries) -> &Vec<Sample>| {
-        mean_series(
-            brokers
-                .iter()
-                .filter(|b| b.registered)
-                .filter_map(|b| metrics.brokers.get(&b.id))
-                .map(pick),
-        )
+        mean_series(brokers.iter().filter(|b| b.registered).filter_map(|b| metrics.brokers.get(&b.id)).map(pick))
     };
     let series: [(Metric, Vec<Sample>); 4] = [
         (Metric::Cpu, mean(|s| &s.cpu)),
@@ -236,10 +214,7 @@ pub fn build(
         .conditions
         .iter()
         .map(|c| {
-            let s = series
-                .iter()
-                .find(|(m, _)| *m == c.metric)
-                .map_or(&[][..], |(_, s)| s.as_slice());
+            let s = series.iter().find(|(m, _)| *m == c.metric).map_or(&[][..], |(_, s)| s.as_slice());
             (c.name.clone(), window::held(s, c, now, opts.max_data_age))
         })
         .collect();
@@ -253,12 +228,7 @@ pub fn build(
         kafka_version: kube.kafka_version.clone(),
         controller: kafka.controller,
         brokers,
-        utilisation: Utilisation {
-            cpu,
-            memory,
-            disk,
-            network,
-        },
+        utilisation: Utilisation { cpu, memory, disk, network },
         conditions,
         topics,
         partitions,
@@ -266,11 +236,7 @@ pub fn build(
         consumer_groups: kafka.groups.clone(),
         node_pool: kube.node_pool.clone(),
         pvcs: kube.pvcs.clone(),
-        certificates: kube
-            .certificates
-            .iter()
-            .map(|c| certificate(c, now))
-            .collect(),
+        certificates: kube.certificates.iter().map(|c| certificate(c, now)).collect(),
     }
 }
 
@@ -285,22 +251,13 @@ fn certificate(c: &CertificateObservation, now: Timestamp) -> CertificateSnapsho
 }
 
 fn topics(kafka: &KafkaObservation) -> Vec<TopicSnapshot> {
-    let moving: BTreeSet<(&str, i32)> = kafka
-        .reassignments
-        .iter()
-        .map(|r| (r.topic.as_str(), r.partition))
-        .collect();
+    let moving: BTreeSet<(&str, i32)> = kafka.reassignments.iter().map(|r| (r.topic.as_str(), r.partition)).collect();
     kafka
         .topics
         .iter()
         .map(|t| {
             let min_isr = t.min_insync_replicas.unwrap_or(1);
-            let rf = t
-                .partitions
-                .iter()
-                .map(|p| p.replicas.len())
-                .max()
-                .unwrap_or(0);
+            let rf = t.partitions.iter().map(|p| p.replicas.len()).max().unwrap_or(0);
             let partitions = t
                 .partitions
                 .iter()
@@ -370,11 +327,7 @@ fn brokers(
     }
     let mut ids: BTreeSet<i32> = kafka.brokers.iter().map(|b| b.id).collect();
     ids.extend(kube.pods.iter().map(|p| p.broker));
-    ids.extend(
-        kube.node_pool
-            .iter()
-            .flat_map(|n| n.node_ids.iter().copied()),
-    );
+    ids.extend(kube.node_pool.iter().flat_map(|n| n.node_ids.iter().copied()));
     let empty = BrokerSeries::default();
     let out = ids
         .iter()
@@ -395,9 +348,7 @@ fn brokers(
             let series = metrics.brokers.get(&id).unwrap_or(&empty);
             let w = |s: &[Sample]| window::windowed(s, now);
             let cpu = w(&series.cpu);
-            let metrics_stale = cpu
-                .age_seconds
-                .is_none_or(|a| a > opts.max_data_age.as_secs_f64());
+            let metrics_stale = cpu.age_seconds.is_none_or(|a| a > opts.max_data_age.as_secs_f64());
             let conditions = opts
                 .conditions
                 .iter()
@@ -439,19 +390,10 @@ fn brokers(
 /// Mean of several series at each timestamp present in any of them.
 fn mean_series<'a>(series: impl Iterator<Item = &'a Vec<Sample>>) -> Vec<Sample> {
     let mut buckets: BTreeMap<Timestamp, (f64, u32)> = BTreeMap::new();
-    for s in series
-        .flat_map(|v| v.iter())
-        .filter(|s| s.value.is_finite())
-    {
+    for s in series.flat_map(|v| v.iter()).filter(|s| s.value.is_finite()) {
         let b = buckets.entry(s.at).or_insert((0.0, 0));
         b.0 += s.value;
         b.1 += 1;
     }
-    buckets
-        .into_iter()
-        .map(|(at, (sum, n))| Sample {
-            at,
-            value: sum / f64::from(n),
-        })
-        .collect()
+    buckets.into_iter().map(|(at, (sum, n))| Sample { at, value: sum / f64::from(n) }).collect()
 }

@@ -13,9 +13,8 @@ pub use spec::{ClusterSpec, Fault, Load};
 
 use super::{Backends, ClusterOps, Error, KafkaAdmin, MetricsSource, PartitionTarget};
 use crate::collect::{
-    CertificateObservation, GroupLag, KafkaObservation, KubeObservation, MetadataBroker,
-    MetricsObservation, NodePoolObservation, PartitionMetadata, PodObservation, PvcObservation,
-    ReassignmentInProgress, TopicMetadata,
+    CertificateObservation, GroupLag, KafkaObservation, KubeObservation, MetadataBroker, MetricsObservation,
+    NodePoolObservation, PartitionMetadata, PodObservation, PvcObservation, ReassignmentInProgress, TopicMetadata,
 };
 use crate::time::Timestamp;
 use model::Life;
@@ -29,40 +28,28 @@ pub struct SimBackend {
 impl SimBackend {
     /// Wrap a simulated cluster.
     pub fn new(cluster: SimCluster) -> Self {
-        Self {
-            cluster: Arc::new(Mutex::new(cluster)),
-        }
+        Self { cluster: Arc::new(Mutex::new(cluster)) }
     }
 
     /// The three backends, all answered by this cluster.
     pub fn backends(&self) -> Backends {
-        Backends {
-            metrics: Arc::new(self.clone()),
-            kafka: Arc::new(self.clone()),
-            kube: Arc::new(self.clone()),
-        }
+        Backends { metrics: Arc::new(self.clone()), kafka: Arc::new(self.clone()), kube: Arc::new(self.clone()) }
     }
 
     /// Lock the cluster, to advance it, inject faults or inspect it.
     pub fn lock(&self) -> Result<MutexGuard<'_, SimCluster>, Error> {
-        self.cluster.lock().map_err(|_| Error::Unavailable {
-            message: "simulated cluster poisoned by a panic".into(),
-        })
+        self.cluster.lock().map_err(|_| Error::Unavailable { message: "simulated cluster poisoned by a panic".into() })
     }
 }
 
 #[async_trait]
 impl MetricsSource for SimBackend {
-    async fn collect(
-        &self,
-        window: Duration,
-        _now: Timestamp,
-    ) -> Result<MetricsObservation, Error> {
+    async fn collect(&self, window: Duration, _now: Timestamp) -> Result<MetricsObservation, Error> {
         let sim = self.lock()?;
-        Ok(MetricsObservation {
-            window,
-            brokers: sim.series(window),
-        })
+        if sim.metrics_down_until.is_some_and(|until| sim.now() < until) {
+            return Err(Error::Unavailable { message: "metrics source not answering (simulated outage)".into() });
+        }
+        Ok(MetricsObservation { window, brokers: sim.series(window) })
     }
 }
 
@@ -72,10 +59,7 @@ fn describe(sim: &SimCluster) -> KafkaObservation {
         .brokers
         .iter()
         .filter(|(id, _)| registered(id))
-        .map(|(id, b)| MetadataBroker {
-            id: *id,
-            rack: Some(b.rack.clone()),
-        })
+        .map(|(id, b)| MetadataBroker { id: *id, rack: Some(b.rack.clone()) })
         .collect();
     let topics = sim
         .topics
@@ -117,21 +101,11 @@ fn describe(sim: &SimCluster) -> KafkaObservation {
             GroupLag {
                 group: g.name.clone(),
                 lag,
-                topics: g
-                    .topics
-                    .iter()
-                    .map(|t| (t.clone(), lag / g.topics.len().max(1) as u64))
-                    .collect(),
+                topics: g.topics.iter().map(|t| (t.clone(), lag / g.topics.len().max(1) as u64)).collect(),
             }
         })
         .collect();
-    KafkaObservation {
-        controller: brokers.first().map(|b| b.id),
-        brokers,
-        topics,
-        reassignments,
-        groups,
-    }
+    KafkaObservation { controller: brokers.first().map(|b| b.id), brokers, topics, reassignments, groups }
 }
 
 #[async_trait]
@@ -213,11 +187,7 @@ fn observe(sim: &SimCluster) -> KubeObservation {
         certificates: sim
             .certs
             .iter()
-            .map(|c| CertificateObservation {
-                secret: c.secret.clone(),
-                kind: c.kind.into(),
-                not_after: c.not_after,
-            })
+            .map(|c| CertificateObservation { secret: c.secret.clone(), kind: c.kind.into(), not_after: c.not_after })
             .collect(),
     }
 }

@@ -106,6 +106,8 @@ pub struct SimCluster {
     pub(super) moves: BTreeMap<(String, i32), Move>,
     pub(super) throttle: Option<u64>,
     pub(super) lag: BTreeMap<String, f64>,
+    /// The metrics source is unreachable until then.
+    pub(super) metrics_down_until: Option<Timestamp>,
     load: Load,
     reference_brokers: u32,
     samples: BTreeMap<i32, BrokerSeries>,
@@ -115,8 +117,7 @@ pub struct SimCluster {
 
 /// Deterministic noise in [-1, 1] from a seed and coordinates (splitmix64).
 fn noise(seed: u64, a: u64, b: u64) -> f64 {
-    let mut z =
-        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
@@ -139,11 +140,8 @@ impl SimCluster {
             certs: Vec::new(),
             moves: BTreeMap::new(),
             throttle: None,
-            lag: spec
-                .consumer_groups
-                .iter()
-                .map(|g| (g.name.clone(), 0.0))
-                .collect(),
+            lag: spec.consumer_groups.iter().map(|g| (g.name.clone(), 0.0)).collect(),
+            metrics_down_until: None,
             load: Load::default(),
             reference_brokers: spec.brokers,
             samples: BTreeMap::new(),
@@ -151,25 +149,15 @@ impl SimCluster {
             pending: Vec::new(),
             spec,
         };
-        for id in 0..i32::try_from(sim.spec.brokers)
-            .map_err(|_| "cluster.brokers: too many".to_string())?
-        {
+        for id in 0..i32::try_from(sim.spec.brokers).map_err(|_| "cluster.brokers: too many".to_string())? {
             sim.add_broker(id, Life::Running);
         }
         sim.assign_topics();
         let days = Duration::from_secs_f64(sim.spec.certificate_days.max(0.0) * 86_400.0);
         let name = sim.spec.name.clone();
         sim.certs = vec![
-            Cert {
-                secret: format!("{name}-cluster-ca-cert"),
-                kind: "cluster-ca",
-                not_after: start + days,
-            },
-            Cert {
-                secret: format!("{name}-clients-ca-cert"),
-                kind: "clients-ca",
-                not_after: start + days,
-            },
+            Cert { secret: format!("{name}-cluster-ca-cert"), kind: "cluster-ca", not_after: start + days },
+            Cert { secret: format!("{name}-clients-ca-cert"), kind: "clients-ca", not_after: start + days },
         ];
         sim.record_samples();
         Ok(sim)
@@ -179,22 +167,9 @@ impl SimCluster {
         let racks = &self.spec.racks;
         let rack = racks[usize::try_from(id).unwrap_or(0) % racks.len()].clone();
         let node = format!("node-{rack}-{id}");
-        let broker = Broker {
-            rack,
-            life,
-            restarts: 0,
-            node,
-            in_sync_from: self.now,
-            slow: None,
-        };
+        let broker = Broker { rack, life, restarts: 0, node, in_sync_from: self.now, slow: None };
         self.brokers.insert(id, broker);
-        self.pvcs.insert(
-            id,
-            Pvc {
-                phase: "Bound",
-                capacity: self.storage,
-            },
-        );
+        self.pvcs.insert(id, Pvc { phase: "Bound", capacity: self.storage });
     }
 
     /// Kafka's rack-aware placement: brokers interleaved by rack, replicas on consecutive ones.
@@ -228,12 +203,7 @@ impl SimCluster {
                     }
                 })
                 .collect();
-            self.topics.push(Topic {
-                name: t.name,
-                min_isr: t.min_insync_replicas,
-                weight: t.weight,
-                partitions,
-            });
+            self.topics.push(Topic { name: t.name, min_isr: t.min_insync_replicas, weight: t.weight, partitions });
         }
     }
 
@@ -277,18 +247,12 @@ impl SimCluster {
                     b.life = Life::Running;
                     b.in_sync_from = now + CATCH_UP;
                 }
-                Life::Crashed {
-                    recover_at: Some(at),
-                } if at <= now => {
-                    b.life = Life::Starting {
-                        ready_at: now + restart,
-                    };
+                Life::Crashed { recover_at: Some(at) } if at <= now => {
+                    b.life = Life::Starting { ready_at: now + restart };
                 }
                 Life::Evicted { reschedule_at } if reschedule_at <= now => {
                     b.node = format!("node-{}-{id}-r{}", b.rack, b.restarts + 1);
-                    b.life = Life::Starting {
-                        ready_at: now + restart,
-                    };
+                    b.life = Life::Starting { ready_at: now + restart };
                 }
                 _ => {}
             }
@@ -321,9 +285,7 @@ impl SimCluster {
                     }
                     let restart = self.spec.timing.pod_restart;
                     if let Some(b) = self.brokers.get_mut(&broker) {
-                        b.life = Life::Starting {
-                            ready_at: now + restart,
-                        };
+                        b.life = Life::Starting { ready_at: now + restart };
                     }
                 }
             }
@@ -331,15 +293,11 @@ impl SimCluster {
     }
 
     fn is_up(&self, id: i32) -> bool {
-        self.brokers
-            .get(&id)
-            .is_some_and(|b| b.life == Life::Running)
+        self.brokers.get(&id).is_some_and(|b| b.life == Life::Running)
     }
 
     fn in_sync(&self, id: i32) -> bool {
-        self.brokers.get(&id).is_some_and(|b| {
-            b.life == Life::Running && b.in_sync_from <= self.now && b.slow.is_none()
-        })
+        self.brokers.get(&id).is_some_and(|b| b.life == Life::Running && b.in_sync_from <= self.now && b.slow.is_none())
     }
 
     fn progress_moves(&mut self, dt: Duration) {
@@ -394,25 +352,12 @@ impl SimCluster {
     }
 
     pub(super) fn partition_mut(&mut self, topic: &str, partition: i32) -> Option<&mut Partition> {
-        self.topics
-            .iter_mut()
-            .find(|t| t.name == topic)?
-            .partitions
-            .iter_mut()
-            .find(|p| p.id == partition)
+        self.topics.iter_mut().find(|t| t.name == topic)?.partitions.iter_mut().find(|p| p.id == partition)
     }
 
     fn update_isr(&mut self) {
-        let in_sync: BTreeMap<i32, bool> = self
-            .brokers
-            .keys()
-            .map(|id| (*id, self.in_sync(*id)))
-            .collect();
-        let up: BTreeMap<i32, bool> = self
-            .brokers
-            .keys()
-            .map(|id| (*id, self.is_up(*id)))
-            .collect();
+        let in_sync: BTreeMap<i32, bool> = self.brokers.keys().map(|id| (*id, self.in_sync(*id))).collect();
+        let up: BTreeMap<i32, bool> = self.brokers.keys().map(|id| (*id, self.is_up(*id))).collect();
         let ok = |m: &BTreeMap<i32, bool>, id: &i32| m.get(id).copied().unwrap_or(false);
         for p in self.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
             let leader_alive = p.leader.is_some_and(|l| ok(&up, &l));
@@ -435,14 +380,9 @@ impl SimCluster {
         if per_second <= 0.0 {
             return;
         }
-        let total_weight: f64 = self
-            .topics
-            .iter()
-            .map(|t| t.weight * t.partitions.len() as f64)
-            .sum();
+        let total_weight: f64 = self.topics.iter().map(|t| t.weight * t.partitions.len() as f64).sum();
         for t in &mut self.topics {
-            let share =
-                per_second * dt.as_secs_f64() * t.weight / total_weight.max(f64::MIN_POSITIVE);
+            let share = per_second * dt.as_secs_f64() * t.weight / total_weight.max(f64::MIN_POSITIVE);
             for p in &mut t.partitions {
                 p.size += share;
             }
@@ -497,18 +437,13 @@ impl SimCluster {
             .iter()
             .filter(|(_, b)| b.life == Life::Running)
             .map(|(id, _)| {
-                let share =
-                    work.get(id).copied().unwrap_or(0.0) * n0 / reference.max(f64::MIN_POSITIVE);
+                let share = work.get(id).copied().unwrap_or(0.0) * n0 / reference.max(f64::MIN_POSITIVE);
                 let extra = moving.get(id).copied().unwrap_or(0.0).min(0.15);
                 let cpu = IDLE_CPU + (self.load.cpu - IDLE_CPU).max(0.0) * share + extra;
                 let memory = BASE_MEMORY + (self.load.memory - BASE_MEMORY).max(0.0) * share;
                 let network = 0.02 + 0.8 * self.load.cpu * share;
                 #[allow(clippy::cast_precision_loss)]
-                let capacity = self
-                    .pvcs
-                    .get(id)
-                    .map_or(self.storage, |p| p.capacity)
-                    .max(1) as f64;
+                let capacity = self.pvcs.get(id).map_or(self.storage, |p| p.capacity).max(1) as f64;
                 let used = disk.get(id).copied().unwrap_or(0.0) / capacity;
                 (*id, (cpu, memory, network, used))
             })
@@ -522,25 +457,12 @@ impl SimCluster {
         for (id, (cpu, memory, network, disk)) in self.utilisation() {
             let s = self.samples.entry(id).or_default();
             let id64 = u64::from(id.unsigned_abs());
-            let jitter = |v: f64, metric: u64, scale: f64| {
-                (v + scale * noise(seed, id64 * 8 + metric, tick)).clamp(0.0, 1.0)
-            };
-            s.cpu.push(Sample {
-                at: now,
-                value: jitter(cpu, 0, 0.015),
-            });
-            s.memory.push(Sample {
-                at: now,
-                value: jitter(memory, 1, 0.005),
-            });
-            s.network.push(Sample {
-                at: now,
-                value: jitter(network, 2, 0.015),
-            });
-            s.disk.push(Sample {
-                at: now,
-                value: jitter(disk, 3, 0.0),
-            });
+            let jitter =
+                |v: f64, metric: u64, scale: f64| (v + scale * noise(seed, id64 * 8 + metric, tick)).clamp(0.0, 1.0);
+            s.cpu.push(Sample { at: now, value: jitter(cpu, 0, 0.015) });
+            s.memory.push(Sample { at: now, value: jitter(memory, 1, 0.005) });
+            s.network.push(Sample { at: now, value: jitter(network, 2, 0.015) });
+            s.disk.push(Sample { at: now, value: jitter(disk, 3, 0.0) });
         }
         let oldest = now.saturating_sub(HISTORY);
         for s in self.samples.values_mut() {
@@ -554,12 +476,7 @@ impl SimCluster {
     /// Series of every broker within `window` up to now.
     pub(super) fn series(&self, window: Duration) -> BTreeMap<i32, BrokerSeries> {
         let from = self.now.saturating_sub(window);
-        let cut = |v: &Vec<Sample>| {
-            v.iter()
-                .filter(|s| s.at >= from && s.at <= self.now)
-                .copied()
-                .collect()
-        };
+        let cut = |v: &Vec<Sample>| v.iter().filter(|s| s.at >= from && s.at <= self.now).copied().collect();
         self.samples
             .iter()
             .map(|(id, s)| {
@@ -580,42 +497,26 @@ impl SimCluster {
     /// Make something go wrong.
     pub fn inject(&mut self, fault: &Fault) -> Result<(), Error> {
         let now = self.now;
-        let missing = |b: i32| Error::NotFound {
-            what: format!("broker {b}"),
-        };
+        let missing = |b: i32| Error::NotFound { what: format!("broker {b}") };
         match fault {
             Fault::BrokerDown { broker, duration } => {
-                let b = self
-                    .brokers
-                    .get_mut(broker)
-                    .ok_or_else(|| missing(*broker))?;
-                b.life = Life::Crashed {
-                    recover_at: duration.map(|d| now + d),
-                };
+                let b = self.brokers.get_mut(broker).ok_or_else(|| missing(*broker))?;
+                b.life = Life::Crashed { recover_at: duration.map(|d| now + d) };
             }
             Fault::PodEvicted { broker } => {
                 let reschedule_at = now + self.spec.timing.eviction_reschedule;
-                let b = self
-                    .brokers
-                    .get_mut(broker)
-                    .ok_or_else(|| missing(*broker))?;
+                let b = self.brokers.get_mut(broker).ok_or_else(|| missing(*broker))?;
                 b.life = Life::Evicted { reschedule_at };
             }
             Fault::PvcFailed { broker } => {
-                let b = self
-                    .brokers
-                    .get_mut(broker)
-                    .ok_or_else(|| missing(*broker))?;
+                let b = self.brokers.get_mut(broker).ok_or_else(|| missing(*broker))?;
                 b.life = Life::NoVolume;
                 if let Some(p) = self.pvcs.get_mut(broker) {
                     p.phase = "Lost";
                 }
             }
             Fault::SlowReplica { broker, duration } => {
-                let b = self
-                    .brokers
-                    .get_mut(broker)
-                    .ok_or_else(|| missing(*broker))?;
+                let b = self.brokers.get_mut(broker).ok_or_else(|| missing(*broker))?;
                 b.slow = Some(duration.map(|d| now + d));
             }
             Fault::CertificateExpiring { secret, days } => {
@@ -623,11 +524,10 @@ impl SimCluster {
                     .certs
                     .iter_mut()
                     .find(|c| &c.secret == secret)
-                    .ok_or_else(|| Error::NotFound {
-                        what: format!("secret {secret}"),
-                    })?;
+                    .ok_or_else(|| Error::NotFound { what: format!("secret {secret}") })?;
                 c.not_after = now + Duration::from_secs_f64(days.max(0.0) * 86_400.0);
             }
+            Fault::MetricsOutage { duration } => self.metrics_down_until = Some(now + *duration),
         }
         self.update_isr();
         Ok(())
@@ -638,36 +538,25 @@ impl SimCluster {
     pub(super) fn scale(&mut self, replicas: u32) -> Result<(), Error> {
         let current = u32::try_from(self.brokers.len()).unwrap_or(u32::MAX);
         if replicas > current {
-            let mut next = self.brokers.keys().max().map_or(0, |m| m + 1);
+            let first = self.brokers.keys().max().map_or(0, |m| m + 1);
             let ready_at = self.now + self.spec.timing.broker_join;
-            for _ in current..replicas {
-                self.add_broker(next, Life::Starting { ready_at });
-                next += 1;
+            let added = i32::try_from(replicas - current).unwrap_or(i32::MAX);
+            for id in first..first.saturating_add(added) {
+                self.add_broker(id, Life::Starting { ready_at });
             }
         } else if replicas < current {
-            let remove: Vec<i32> = self
-                .brokers
-                .keys()
-                .rev()
-                .take((current - replicas) as usize)
-                .copied()
-                .collect();
+            let remove: Vec<i32> = self.brokers.keys().rev().take((current - replicas) as usize).copied().collect();
             let busy: Vec<i32> = remove
                 .iter()
                 .copied()
                 .filter(|b| {
-                    self.topics
-                        .iter()
-                        .flat_map(|t| &t.partitions)
-                        .any(|p| p.replicas.contains(b))
+                    self.topics.iter().flat_map(|t| &t.partitions).any(|p| p.replicas.contains(b))
                         || self.moves.values().any(|m| m.target.contains(b))
                 })
                 .collect();
             if !busy.is_empty() {
                 return Err(Error::Rejected {
-                    message: format!(
-                        "cannot remove brokers {busy:?}: they still host partition replicas"
-                    ),
+                    message: format!("cannot remove brokers {busy:?}: they still host partition replicas"),
                 });
             }
             for b in remove {
@@ -682,12 +571,8 @@ impl SimCluster {
 
     pub(super) fn delete_pod(&mut self, broker: i32) -> Result<(), Error> {
         let ready_at = self.now + self.spec.timing.pod_restart;
-        let b = self
-            .brokers
-            .get_mut(&broker)
-            .ok_or_else(|| Error::NotFound {
-                what: format!("pod of broker {broker}"),
-            })?;
+        let b =
+            self.brokers.get_mut(&broker).ok_or_else(|| Error::NotFound { what: format!("pod of broker {broker}") })?;
         if b.life != Life::NoVolume {
             b.life = Life::Starting { ready_at };
             b.slow = None;
@@ -697,12 +582,8 @@ impl SimCluster {
 
     pub(super) fn delete_pvc(&mut self, broker: i32) -> Result<(), Error> {
         let at = self.now + self.spec.timing.volume_provision;
-        let b = self
-            .brokers
-            .get_mut(&broker)
-            .ok_or_else(|| Error::NotFound {
-                what: format!("PVC of broker {broker}"),
-            })?;
+        let b =
+            self.brokers.get_mut(&broker).ok_or_else(|| Error::NotFound { what: format!("PVC of broker {broker}") })?;
         b.life = Life::NoVolume;
         b.slow = None;
         if let Some(p) = self.pvcs.get_mut(&broker) {
@@ -719,24 +600,17 @@ impl SimCluster {
             });
         }
         self.storage = bytes;
-        self.pending.push((
-            self.now + self.spec.timing.volume_provision,
-            Pending::VolumesResized { bytes },
-        ));
+        self.pending.push((self.now + self.spec.timing.volume_provision, Pending::VolumesResized { bytes }));
         Ok(())
     }
 
     pub(super) fn renew(&mut self, secret: &str) -> Result<(), Error> {
         if !self.certs.iter().any(|c| c.secret == secret) {
-            return Err(Error::NotFound {
-                what: format!("secret {secret}"),
-            });
+            return Err(Error::NotFound { what: format!("secret {secret}") });
         }
         self.pending.push((
             self.now + self.spec.timing.certificate_renewal,
-            Pending::CertRenewed {
-                secret: secret.to_owned(),
-            },
+            Pending::CertRenewed { secret: secret.to_owned() },
         ));
         Ok(())
     }
@@ -757,32 +631,20 @@ impl SimCluster {
                 });
             }
             if self.partition_mut(&t.topic, t.partition).is_none() {
-                return Err(Error::NotFound {
-                    what: format!("partition {}-{}", t.topic, t.partition),
-                });
+                return Err(Error::NotFound { what: format!("partition {}-{}", t.topic, t.partition) });
             }
         }
         for t in targets {
             let Some(p) = self.partition_mut(&t.topic, t.partition) else {
                 continue;
             };
-            let adding = t
-                .replicas
-                .iter()
-                .filter(|b| !p.replicas.contains(b))
-                .count();
+            let adding = t.replicas.iter().filter(|b| !p.replicas.contains(b)).count();
             #[allow(clippy::cast_precision_loss)]
             let bytes_left = p.size * adding as f64;
             if adding == 0 {
                 self.complete_move(&t.topic, t.partition, t.replicas.clone());
             } else {
-                self.moves.insert(
-                    (t.topic.clone(), t.partition),
-                    Move {
-                        target: t.replicas.clone(),
-                        bytes_left,
-                    },
-                );
+                self.moves.insert((t.topic.clone(), t.partition), Move { target: t.replicas.clone(), bytes_left });
             }
         }
         Ok(())
@@ -791,8 +653,7 @@ impl SimCluster {
     pub(super) fn elect_preferred(&mut self, partitions: &[(String, i32)]) {
         for t in &mut self.topics {
             for p in &mut t.partitions {
-                let wanted = partitions.is_empty()
-                    || partitions.iter().any(|(n, i)| *n == t.name && *i == p.id);
+                let wanted = partitions.is_empty() || partitions.iter().any(|(n, i)| *n == t.name && *i == p.id);
                 if let Some(first) = p.replicas.first().copied() {
                     if wanted && p.isr.contains(&first) {
                         p.leader = Some(first);
@@ -809,15 +670,8 @@ mod tests {
     use crate::backend::sim::spec::ClusterSpec;
 
     fn sim(brokers: u32) -> SimCluster {
-        let mut s = SimCluster::new(
-            ClusterSpec::uniform("t", brokers, 4),
-            Timestamp::from_millis(0),
-        )
-        .unwrap();
-        s.set_load(Load {
-            cpu: 0.8,
-            memory: 0.85,
-        });
+        let mut s = SimCluster::new(ClusterSpec::uniform("t", brokers, 4), Timestamp::from_millis(0)).unwrap();
+        s.set_load(Load { cpu: 0.8, memory: 0.85 });
         s.advance_to(Timestamp::from_millis(60_000));
         s
     }
@@ -831,10 +685,7 @@ mod tests {
     fn offered_load_gives_the_stated_utilisation_at_initial_size() {
         let s = sim(3);
         for (cpu, memory, _, _) in s.utilisation().values() {
-            assert!(
-                (cpu - 0.8).abs() < 1e-9 && (memory - 0.85).abs() < 1e-9,
-                "{cpu} {memory}"
-            );
+            assert!((cpu - 0.8).abs() < 1e-9 && (memory - 0.85).abs() < 1e-9, "{cpu} {memory}");
         }
     }
 
@@ -844,10 +695,7 @@ mod tests {
         s.scale(5).unwrap();
         s.advance_to(Timestamp::from_millis(200_000));
         assert_eq!(s.utilisation().len(), 5);
-        assert!(
-            (s.utilisation()[&0].0 - 0.8).abs() < 0.01,
-            "nothing moved yet"
-        );
+        assert!((s.utilisation()[&0].0 - 0.8).abs() < 0.01, "nothing moved yet");
         // Move a third of broker 0's partitions to broker 3 (same rack as 0).
         let moves: Vec<PartitionTarget> = s.topics[0]
             .partitions
@@ -856,48 +704,27 @@ mod tests {
             .map(|p| PartitionTarget {
                 topic: "events".into(),
                 partition: p.id,
-                replicas: p
-                    .replicas
-                    .iter()
-                    .map(|r| if *r == 0 { 3 } else { *r })
-                    .collect(),
+                replicas: p.replicas.iter().map(|r| if *r == 0 { 3 } else { *r }).collect(),
             })
             .collect();
         s.reassign(&moves).unwrap();
         s.advance_to(Timestamp::from_millis(3_600_000));
-        assert!(
-            s.moves.is_empty(),
-            "reassignments finish at the configured throughput"
-        );
-        assert!(
-            s.utilisation()[&0].0 < 0.5,
-            "broker 0 shed its leaders: {:?}",
-            s.utilisation()[&0]
-        );
+        assert!(s.moves.is_empty(), "reassignments finish at the configured throughput");
+        assert!(s.utilisation()[&0].0 < 0.5, "broker 0 shed its leaders: {:?}", s.utilisation()[&0]);
         assert!(mean_cpu(&s) < 0.6);
     }
 
     #[test]
     fn a_down_broker_loses_leadership_and_isr() {
         let mut s = sim(3);
-        s.inject(&Fault::BrokerDown {
-            broker: 2,
-            duration: None,
-        })
-        .unwrap();
+        s.inject(&Fault::BrokerDown { broker: 2, duration: None }).unwrap();
         s.advance_to(Timestamp::from_millis(70_000));
         let parts: Vec<&Partition> = s.topics.iter().flat_map(|t| &t.partitions).collect();
-        assert!(parts
-            .iter()
-            .all(|p| p.leader != Some(2) && !p.isr.contains(&2)));
+        assert!(parts.iter().all(|p| p.leader != Some(2) && !p.isr.contains(&2)));
         assert!(!s.utilisation().contains_key(&2));
         s.delete_pod(2).unwrap();
         s.advance_to(Timestamp::from_millis(200_000));
-        assert!(s
-            .topics
-            .iter()
-            .flat_map(|t| &t.partitions)
-            .all(|p| p.isr.len() == 3));
+        assert!(s.topics.iter().flat_map(|t| &t.partitions).all(|p| p.isr.len() == 3));
     }
 
     #[test]
@@ -909,9 +736,6 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_run() {
         let (a, b) = (sim(3), sim(3));
-        assert_eq!(
-            a.series(Duration::from_secs(600)),
-            b.series(Duration::from_secs(600))
-        );
+        assert_eq!(a.series(Duration::from_secs(600)), b.series(Duration::from_secs(600)));
     }
 }

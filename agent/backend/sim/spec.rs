@@ -138,9 +138,7 @@ impl ClusterSpec {
         }
         for (i, t) in self.topics.iter().enumerate() {
             if t.partitions == 0 {
-                return Err(format!(
-                    "cluster.topics[{i}].partitions: must be at least 1"
-                ));
+                return Err(format!("cluster.topics[{i}].partitions: must be at least 1"));
             }
             if t.replication_factor == 0 || t.replication_factor > self.brokers {
                 return Err(format!(
@@ -149,7 +147,9 @@ impl ClusterSpec {
                 ));
             }
             if t.min_insync_replicas == 0 || t.min_insync_replicas > t.replication_factor {
-                return Err(format!("cluster.topics[{i}].min_insync_replicas: must be between 1 and the replication factor"));
+                return Err(format!(
+                    "cluster.topics[{i}].min_insync_replicas: must be between 1 and the replication factor"
+                ));
             }
         }
         Ok(())
@@ -164,11 +164,7 @@ impl ClusterSpec {
             node_pool: default_node_pool(),
             brokers,
             racks: vec!["a".into(), "b".into(), "c".into()],
-            broker: BrokerResources {
-                cpu_cores: 8.0,
-                memory: Bytes(32 << 30),
-                disk: Bytes(2 << 40),
-            },
+            broker: BrokerResources { cpu_cores: 8.0, memory: Bytes(32 << 30), disk: Bytes(2 << 40) },
             topics: vec![TopicSpec {
                 name: "events".into(),
                 partitions: brokers * partitions_per_broker,
@@ -196,10 +192,7 @@ pub struct Load {
 
 impl Default for Load {
     fn default() -> Self {
-        Load {
-            cpu: 0.40,
-            memory: 0.50,
-        }
+        Load { cpu: 0.40, memory: 0.50 }
     }
 }
 
@@ -226,4 +219,9 @@ pub enum Fault {
     },
     /// A CA certificate gets close to its expiry.
     CertificateExpiring { secret: String, days: f64 },
+    /// The metrics source (Prometheus) does not answer for `duration`; its history survives.
+    MetricsOutage {
+        #[serde(with = "humantime_serde")]
+        duration: Duration,
+    },
 }
