@@ -255,3 +255,61 @@ pub fn trigger_channels(names: &[String]) -> (Triggers, BTreeMap<String, mpsc::R
     }
     (triggers, receivers)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::act::MemoryJournal;
+    use crate::backend::sim::Load;
+    use crate::backend::{self, MetricsSource};
+    use crate::collect::MetricsObservation;
+    use crate::fixtures;
+
+    /// Counts collections, i.e. ticks.
+    struct Counting(Arc<dyn MetricsSource>, Arc<AtomicUsize>);
+
+    #[async_trait]
+    impl MetricsSource for Counting {
+        async fn collect(&self, window: Duration, now: Timestamp) -> Result<MetricsObservation, backend::Error> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.collect(window, now).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trigger_evaluates_at_once_and_the_interval_keeps_going() {
+        let sim = fixtures::sim(3, Load { cpu: 0.5, memory: 0.5 });
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let mut backends = sim.backends();
+        backends.metrics = Arc::new(Counting(backends.metrics.clone(), ticks.clone()));
+        let shared = Shared::new(Limits::default(), true, Arc::new(MemoryJournal::default()));
+        let settings = PipelineSettings { region: "test".into(), dry_run: true, limits: Limits::default() };
+        let agent = ClusterAgent::new("test", settings, backends, shared, Events::default()).unwrap();
+        let policies: SharedPolicies =
+            Arc::new(RwLock::new(Arc::new(PolicySet::embedded(None, Duration::from_secs(1)).unwrap())));
+        let (triggers, mut rx) = trigger_channels(&["test".to_owned()]);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run_cluster(
+            agent,
+            policies,
+            Duration::from_secs(30),
+            rx.remove("test").unwrap(),
+            cancel.clone(),
+        ));
+
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(ticks.load(Ordering::SeqCst), 1, "first tick at start");
+        assert!(triggers.trigger("test", Trigger::default()));
+        assert!(!triggers.trigger("nope", Trigger::default()), "unknown clusters are refused");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(ticks.load(Ordering::SeqCst), 2, "the trigger did not wait for the interval");
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(ticks.load(Ordering::SeqCst), 3, "the interval goes on");
+        cancel.cancel();
+        task.await.unwrap();
+    }
+}

@@ -12,6 +12,8 @@ pub mod collect;
 pub mod config;
 pub mod daemon;
 pub mod events;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod http;
 pub mod plan;
 pub mod policy;

@@ -297,3 +297,87 @@ fn concretise(request: &Request, s: &Snapshot) -> Result<Action, String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::sim::Load;
+    use crate::fixtures;
+    use crate::snapshot::BrokerTracker;
+
+    fn decision(request: Request) -> Decision {
+        Decision { package: "kafka.autopilot.test".into(), rule: "r".into(), message: String::new(), request }
+    }
+
+    async fn snapshot() -> Snapshot {
+        let sim = fixtures::sim(3, Load { cpu: 0.5, memory: 0.5 });
+        fixtures::snapshot(&sim, &mut BrokerTracker::default()).await
+    }
+
+    #[tokio::test]
+    async fn a_scale_decision_becomes_an_action_with_its_origin() {
+        let s = snapshot().await;
+        let p = plan(&s, &[decision(Request::ScaleBrokers { to: 5 })], &History::default(), &Limits::default(), s.at);
+        assert_eq!(p.actions[0].action, Action::ScaleBrokers { from: 3, to: 5 });
+        assert_eq!(p.actions[0].rule, "r");
+    }
+
+    #[tokio::test]
+    async fn cooldown_defers_with_the_time_left() {
+        let s = snapshot().await;
+        let mut h = History::default();
+        h.last_finished.insert(ActionKind::ScaleBrokers, s.at.saturating_sub(Duration::from_secs(60)));
+        let p = plan(&s, &[decision(Request::ScaleBrokers { to: 5 })], &h, &Limits::default(), s.at);
+        assert!(p.actions.is_empty());
+        assert_eq!(p.deferred[0].why, "cooldown: 9m left");
+    }
+
+    #[tokio::test]
+    async fn stale_data_defers_everything_but_notifications() {
+        let mut s = snapshot().await;
+        s.complete = false;
+        let ds = [
+            decision(Request::ScaleBrokers { to: 5 }),
+            decision(Request::Notify { severity: "warning".into(), message: "m".into() }),
+        ];
+        let p = plan(&s, &ds, &History::default(), &Limits::default(), s.at);
+        assert_eq!(p.actions.len(), 1);
+        assert_eq!(p.actions[0].action.kind(), ActionKind::Notify);
+        assert!(p.deferred[0].why.contains("stale"));
+    }
+
+    #[rstest::rstest]
+    #[case::same_size(Request::ScaleBrokers { to: 3 }, "already has 3")]
+    #[case::below_rf(Request::ScaleBrokers { to: 2 }, "replication factor 3")]
+    #[case::unknown_broker(Request::RestartPod { broker: 42 }, "broker 42 is not part")]
+    #[case::shrink_volume(Request::ResizeVolume { broker: 0, to_bytes: 1 }, "never shrink")]
+    #[case::unknown_secret(Request::RenewCertificate { secret: "nope".into() }, "no certificate")]
+    #[tokio::test]
+    async fn invalid_requests_are_deferred_with_a_reason(#[case] request: Request, #[case] why: &str) {
+        let s = snapshot().await;
+        let p = plan(&s, &[decision(request)], &History::default(), &Limits::default(), s.at);
+        assert!(p.actions.is_empty());
+        assert!(p.deferred[0].why.contains(why), "{:?}", p.deferred);
+    }
+
+    #[tokio::test]
+    async fn healing_comes_before_scaling_and_duplicates_collapse() {
+        let s = snapshot().await;
+        let ds = [
+            decision(Request::ScaleBrokers { to: 5 }),
+            decision(Request::RestartPod { broker: 1 }),
+            decision(Request::RestartPod { broker: 1 }),
+        ];
+        let p = plan(&s, &ds, &History::default(), &Limits::default(), s.at);
+        let kinds: Vec<ActionKind> = p.actions.iter().map(|a| a.action.kind()).collect();
+        assert_eq!(kinds, vec![ActionKind::RestartPod, ActionKind::ScaleBrokers]);
+    }
+
+    #[test]
+    fn kinds_round_trip_through_their_names() {
+        for k in ActionKind::ALL {
+            assert_eq!(k.as_str().parse::<ActionKind>(), Ok(*k));
+        }
+        assert!("scale".parse::<ActionKind>().is_err());
+    }
+}

@@ -169,3 +169,70 @@ fn balance_leaders(parts: &mut [Part], st: &State<'_>) {
         *leads.entry(chosen).or_default() += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::backend::sim::{ClusterSpec, Load, SimBackend, SimCluster};
+    use crate::fixtures;
+    use crate::snapshot::BrokerTracker;
+
+    async fn grown(brokers: u32, to: u32) -> Snapshot {
+        let mut c = SimCluster::new(ClusterSpec::uniform("t", brokers, 4), fixtures::T0).unwrap();
+        c.set_load(Load { cpu: 0.5, memory: 0.5 });
+        let sim = SimBackend::new(c);
+        sim.backends().kube.scale_node_pool(to).await.unwrap();
+        fixtures::advance(&sim, Duration::from_secs(300));
+        fixtures::snapshot(&sim, &mut BrokerTracker::default()).await
+    }
+
+    fn apply(s: &Snapshot, moves: &[PartitionTarget]) -> BTreeMap<(String, i32), Vec<i32>> {
+        let mut a: BTreeMap<(String, i32), Vec<i32>> =
+            s.all_partitions().map(|p| ((p.topic.clone(), p.partition), p.replicas.clone())).collect();
+        for m in moves {
+            a.insert((m.topic.clone(), m.partition), m.replicas.clone());
+        }
+        a
+    }
+
+    fn racks_of(s: &Snapshot, replicas: &[i32]) -> BTreeSet<String> {
+        replicas.iter().filter_map(|r| s.broker(*r).and_then(|b| b.rack.clone())).collect()
+    }
+
+    #[tokio::test]
+    async fn new_brokers_get_their_share_without_losing_rack_diversity() {
+        let s = grown(3, 6).await;
+        let moves = plan_moves(&s, &[]);
+        let after = apply(&s, &moves);
+        let mut counts: BTreeMap<i32, usize> = BTreeMap::new();
+        for (key, replicas) in &after {
+            let before = s.all_partitions().find(|p| (p.topic.clone(), p.partition) == *key).unwrap();
+            assert_eq!(racks_of(&s, replicas).len(), racks_of(&s, &before.replicas).len(), "{key:?} lost a rack");
+            let distinct: BTreeSet<_> = replicas.iter().collect();
+            assert_eq!(distinct.len(), replicas.len());
+            for r in replicas {
+                *counts.entry(*r).or_default() += 1;
+            }
+        }
+        let (lo, hi) = (counts.values().min().unwrap(), counts.values().max().unwrap());
+        assert!(hi - lo <= 1, "6 brokers in 3 racks balance exactly: {counts:?}");
+        assert_eq!(plan_moves(&s, &[]), moves, "deterministic");
+    }
+
+    #[tokio::test]
+    async fn draining_moves_every_replica_off() {
+        let s = grown(5, 5).await;
+        let moves = plan_moves(&s, &[4, 3]);
+        let after = apply(&s, &moves);
+        assert!(after.values().all(|r| !r.contains(&4) && !r.contains(&3)), "{after:?}");
+    }
+
+    #[tokio::test]
+    async fn a_balanced_cluster_needs_no_moves() {
+        let s = grown(3, 3).await;
+        assert!(plan_moves(&s, &[]).is_empty());
+    }
+}

@@ -1,5 +1,7 @@
 //! The `autopilot` binary as an operator uses it: simulate, policy test and eval, check-config.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

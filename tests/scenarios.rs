@@ -1,6 +1,8 @@
 //! Every scenario under `tests/scenarios/` runs on the simulated backend, on virtual time, with
 //! the policies in `policies/`, and meets all its expectations.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use autopilot::scenario::{self, RunOptions, Scenario};

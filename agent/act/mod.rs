@@ -414,3 +414,6 @@ impl ClusterExecutor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -202,6 +202,11 @@ fn settings(data: &serde_json::Value) -> Result<Settings, Error> {
     Ok(Settings { conditions, heartbeat_timeout: Duration::from_secs_f64(heartbeat) })
 }
 
+fn timer(limit: Duration) -> ExecutionTimerConfig {
+    // Check the clock every 64 work units: cheap, and a runaway rule stops within the limit.
+    ExecutionTimerConfig { limit, check_interval: NonZeroU32::MIN.saturating_add(63) }
+}
+
 fn regorus_value(json: &serde_json::Value) -> Result<regorus::Value, String> {
     use serde::Deserialize;
     regorus::Value::deserialize(json).map_err(|e| e.to_string())
@@ -268,6 +273,7 @@ impl PolicySet {
         let data = load_data(sources, overrides)?;
         let settings = settings(&data)?;
         let (mut engine, packages) = compile(sources, &data)?;
+        engine.set_execution_timer_config(timer(eval_timeout));
         let mut with_decisions = Vec::new();
         for p in packages.into_iter().filter(|p| p.starts_with(PACKAGE_ROOT)) {
             // Evaluating once on an empty input surfaces semantic errors (unknown functions,
@@ -307,10 +313,7 @@ impl PolicySet {
         let mut out = Evaluation::default();
         for package in &self.packages {
             let mut engine = self.engine.clone();
-            engine.set_execution_timer_config(ExecutionTimerConfig {
-                limit: self.eval_timeout,
-                check_interval: NonZeroU32::MIN.saturating_add(63),
-            });
+            engine.set_execution_timer_config(timer(self.eval_timeout));
             engine.set_input(value.clone());
             let short = package.trim_start_matches("data.").to_owned();
             match engine.eval_rule(format!("{package}.decisions")) {
@@ -450,5 +453,91 @@ impl PolicyStore {
         self.last_tried = fingerprint;
         self.error = Some(e.to_string());
         Reload::Failed(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = "package kafka.autopilot.t\nimport rego.v1\n\
+        decisions contains {\"kind\": \"scale_brokers\", \"to\": data.autopilot.t.to, \"rule\": \"r\"} if input.go\n";
+
+    fn dir_with(policy: &str, to: u32) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.rego"), policy).unwrap();
+        std::fs::write(dir.path().join("data.yaml"), format!("autopilot: {{t: {{to: {to}}}}}\n")).unwrap();
+        dir
+    }
+
+    fn decided(set: &PolicySet) -> Vec<Request> {
+        set.evaluate(&serde_json::json!({"go": true})).unwrap().decisions.into_iter().map(|d| d.request).collect()
+    }
+
+    #[test]
+    fn a_broken_change_keeps_the_last_good_set_and_a_fix_is_picked_up() {
+        let dir = dir_with(POLICY, 5);
+        let mut store = PolicyStore::open(dir.path(), None, Duration::from_secs(1)).unwrap();
+        assert_eq!(decided(&store.current()), vec![Request::ScaleBrokers { to: 5 }]);
+        assert!(matches!(store.refresh(), Reload::Unchanged));
+
+        std::fs::write(dir.path().join("t.rego"), format!("{POLICY}broken if {{\n")).unwrap();
+        let Reload::Failed(e) = store.refresh() else { panic!("broken policy accepted") };
+        assert!(e.to_string().contains("t.rego:5:"), "names file and line: {e}");
+        assert!(store.error().is_some());
+        assert_eq!(decided(&store.current()), vec![Request::ScaleBrokers { to: 5 }], "old policy in force");
+        assert!(matches!(store.refresh(), Reload::Unchanged), "reported once");
+
+        std::fs::write(dir.path().join("t.rego"), POLICY).unwrap();
+        std::fs::write(dir.path().join("data.yaml"), "autopilot: {t: {to: 7}}\n").unwrap();
+        assert!(matches!(store.refresh(), Reload::Reloaded));
+        assert!(store.error().is_none());
+        assert_eq!(decided(&store.current()), vec![Request::ScaleBrokers { to: 7 }]);
+    }
+
+    #[test]
+    fn malformed_decisions_are_reported_not_acted_on() {
+        let bad = "package kafka.autopilot.t\nimport rego.v1\n\
+            decisions contains {\"kind\": \"scale_brokers\", \"to\": \"many\", \"rule\": \"r\"} if input.go\n\
+            decisions contains {\"kind\": \"launch_rockets\", \"rule\": \"s\"} if input.go\n\
+            decisions contains {\"kind\": \"elect_leaders\"} if input.go\n";
+        let dir = dir_with(bad, 5);
+        let set = PolicySet::load(dir.path(), None, Duration::from_secs(1)).unwrap();
+        let e = set.evaluate(&serde_json::json!({"go": true})).unwrap();
+        assert!(e.decisions.is_empty());
+        let messages: Vec<String> = e.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(messages.len(), 3, "{messages:?}");
+        assert!(messages.iter().any(|m| m.contains("rule \"s\"") && m.contains("launch_rockets")), "{messages:?}");
+        assert!(messages.iter().any(|m| m.contains("needs a string `rule`")), "{messages:?}");
+    }
+
+    #[test]
+    fn a_runaway_policy_is_stopped_by_the_time_limit() {
+        let slow = "package kafka.autopilot.t\nimport rego.v1\n\
+            decisions contains {\"kind\": \"elect_leaders\", \"rule\": \"r\"} if {\n\
+              count([x | some x in numbers.range(1, 3000); some y in numbers.range(1, 3000); x = y]) > 0\n}\n";
+        let dir = dir_with(slow, 5);
+        let set = PolicySet::load(dir.path(), None, Duration::from_millis(50));
+        // Either the load-time trial evaluation or the real one must be cut short.
+        let stopped = match set {
+            Err(e) => e.to_string().to_lowercase().contains("time"),
+            Ok(set) => {
+                let started = std::time::Instant::now();
+                let e = set.evaluate(&serde_json::json!({})).unwrap();
+                started.elapsed() < Duration::from_secs(5) && !e.errors.is_empty()
+            }
+        };
+        assert!(stopped, "evaluation was not bounded");
+    }
+
+    #[test]
+    fn settings_come_from_data_and_bad_ones_are_named() {
+        let data = serde_json::json!({"autopilot": {"conditions": {"hot": {"metric": "cpu", "above": 0.9}}, "brokers": {"heartbeat_timeout_seconds": 45}}});
+        let s = settings(&data).unwrap();
+        assert_eq!(s.conditions[0].threshold, 0.9);
+        assert_eq!(s.heartbeat_timeout, Duration::from_secs(45));
+        let bad =
+            serde_json::json!({"autopilot": {"conditions": {"hot": {"metric": "cpu", "above": 0.9, "below": 0.1}}}});
+        assert!(settings(&bad).unwrap_err().to_string().contains("conditions.hot"));
     }
 }

@@ -397,3 +397,69 @@ fn mean_series<'a>(series: impl Iterator<Item = &'a Vec<Sample>>) -> Vec<Sample>
     }
     buckets.into_iter().map(|(at, (sum, n))| Sample { at, value: sum / f64::from(n) }).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::backend::sim::{Fault, Load};
+    use crate::{collect, fixtures};
+
+    #[tokio::test]
+    async fn a_healthy_cluster_is_complete_and_fully_described() {
+        let sim = fixtures::sim(3, Load { cpu: 0.6, memory: 0.7 });
+        let s = fixtures::snapshot(&sim, &mut BrokerTracker::default()).await;
+        assert!(s.complete);
+        assert_eq!(s.brokers.len(), 3);
+        assert!(s.brokers.iter().all(|b| b.state == BrokerState::Healthy && b.rack.is_some() && b.replicas == 12));
+        assert_eq!(s.partitions.total, 12);
+        assert_eq!(s.partitions.under_replicated, 0);
+        assert_eq!(s.topics[0].min_insync_replicas, 2);
+        assert_eq!(s.node_pool.as_ref().unwrap().replicas, 3);
+        assert_eq!(s.certificates.len(), 2);
+        assert!((s.utilisation.cpu.current.unwrap() - 0.6).abs() < 0.05);
+        assert!(s.data.metrics.age_seconds.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_down_broker_is_suspect_then_failed_and_its_partitions_under_replicated() {
+        let sim = fixtures::sim(3, Load { cpu: 0.6, memory: 0.7 });
+        let mut tracker = BrokerTracker::default();
+        fixtures::snapshot(&sim, &mut tracker).await;
+        sim.lock().unwrap().inject(&Fault::BrokerDown { broker: 2, duration: None }).unwrap();
+        fixtures::advance(&sim, Duration::from_secs(10));
+        let s = fixtures::snapshot(&sim, &mut tracker).await;
+        let b = s.broker(2).unwrap();
+        assert_eq!(b.state, BrokerState::Suspect);
+        assert!(!b.registered && b.pod.as_ref().is_some_and(|p| !p.ready));
+        assert_eq!(s.partitions.under_replicated, 12);
+        assert!(s.complete, "a down broker is not missing data");
+        fixtures::advance(&sim, Duration::from_secs(30));
+        let s = fixtures::snapshot(&sim, &mut tracker).await;
+        assert_eq!(s.broker(2).unwrap().state, BrokerState::Failed);
+    }
+
+    #[tokio::test]
+    async fn a_failed_source_makes_the_snapshot_incomplete_without_failing_brokers() {
+        let sim = fixtures::sim(3, Load { cpu: 0.6, memory: 0.7 });
+        let mut tracker = BrokerTracker::default();
+        fixtures::snapshot(&sim, &mut tracker).await;
+        let now = sim.lock().unwrap().now();
+        let mut obs = collect::collect("test", &sim.backends(), Duration::from_secs(900), now).await;
+        obs.kafka = Sourced::Failed { at: now, category: "timeout".into(), error: "timed out".into() };
+        let s = build(&obs, &fixtures::options(), &mut tracker, now + Duration::from_secs(60));
+        assert!(!s.complete);
+        assert!(s.data.kafka.stale && s.data.kafka.error.as_deref() == Some("timed out"));
+        assert!(s.brokers.iter().all(|b| b.state == BrokerState::Healthy), "no data is not a failure");
+    }
+
+    #[tokio::test]
+    async fn old_data_is_stale() {
+        let sim = fixtures::sim(3, Load { cpu: 0.6, memory: 0.7 });
+        let now = sim.lock().unwrap().now();
+        let obs = collect::collect("test", &sim.backends(), Duration::from_secs(900), now).await;
+        let s = build(&obs, &fixtures::options(), &mut BrokerTracker::default(), now + Duration::from_secs(120));
+        assert!(!s.complete && s.data.metrics.stale && s.data.kafka.stale);
+    }
+}

@@ -115,11 +115,14 @@ impl KafkaAdmin for SimBackend {
     }
 
     async fn reassign(&self, targets: &[PartitionTarget]) -> Result<(), Error> {
-        self.lock()?.reassign(targets)
+        let mut sim = self.lock()?;
+        sim.record_call(format!("reassign({})", targets.len()));
+        sim.reassign(targets)
     }
 
     async fn cancel_reassignments(&self, partitions: &[(String, i32)]) -> Result<(), Error> {
         let mut sim = self.lock()?;
+        sim.record_call(format!("cancel_reassignments({})", partitions.len()));
         for key in partitions {
             sim.moves.remove(key);
         }
@@ -127,12 +130,16 @@ impl KafkaAdmin for SimBackend {
     }
 
     async fn elect_preferred_leaders(&self, partitions: &[(String, i32)]) -> Result<(), Error> {
-        self.lock()?.elect_preferred(partitions);
+        let mut sim = self.lock()?;
+        sim.record_call("elect_preferred_leaders".into());
+        sim.elect_preferred(partitions);
         Ok(())
     }
 
     async fn set_replication_throttle(&self, bytes_per_sec: Option<u64>) -> Result<(), Error> {
-        self.lock()?.throttle = bytes_per_sec;
+        let mut sim = self.lock()?;
+        sim.record_call(format!("set_replication_throttle({bytes_per_sec:?})"));
+        sim.throttle = bytes_per_sec;
         Ok(())
     }
 }
@@ -199,22 +206,32 @@ impl ClusterOps for SimBackend {
     }
 
     async fn scale_node_pool(&self, replicas: u32) -> Result<(), Error> {
-        self.lock()?.scale(replicas)
+        let mut sim = self.lock()?;
+        sim.record_call(format!("scale_node_pool({replicas})"));
+        sim.scale(replicas)
     }
 
     async fn delete_pod(&self, broker: i32) -> Result<(), Error> {
-        self.lock()?.delete_pod(broker)
+        let mut sim = self.lock()?;
+        sim.record_call(format!("delete_pod({broker})"));
+        sim.delete_pod(broker)
     }
 
     async fn delete_pvc(&self, broker: i32) -> Result<(), Error> {
-        self.lock()?.delete_pvc(broker)
+        let mut sim = self.lock()?;
+        sim.record_call(format!("delete_pvc({broker})"));
+        sim.delete_pvc(broker)
     }
 
     async fn resize_storage(&self, bytes: u64) -> Result<(), Error> {
-        self.lock()?.resize(bytes)
+        let mut sim = self.lock()?;
+        sim.record_call(format!("resize_storage({bytes})"));
+        sim.resize(bytes)
     }
 
     async fn force_renew(&self, secret: &str) -> Result<(), Error> {
-        self.lock()?.renew(secret)
+        let mut sim = self.lock()?;
+        sim.record_call(format!("force_renew({secret})"));
+        sim.renew(secret)
     }
 }

@@ -108,6 +108,7 @@ pub struct SimCluster {
     pub(super) lag: BTreeMap<String, f64>,
     /// The metrics source is unreachable until then.
     pub(super) metrics_down_until: Option<Timestamp>,
+    calls: Vec<String>,
     load: Load,
     reference_brokers: u32,
     samples: BTreeMap<i32, BrokerSeries>,
@@ -142,6 +143,7 @@ impl SimCluster {
             throttle: None,
             lag: spec.consumer_groups.iter().map(|g| (g.name.clone(), 0.0)).collect(),
             metrics_down_until: None,
+            calls: Vec::new(),
             load: Load::default(),
             reference_brokers: spec.brokers,
             samples: BTreeMap::new(),
@@ -210,6 +212,30 @@ impl SimCluster {
     /// Virtual now.
     pub fn now(&self) -> Timestamp {
         self.now
+    }
+
+    /// The node pool's `spec.replicas`.
+    pub fn node_pool_replicas(&self) -> u32 {
+        self.pool_replicas
+    }
+
+    /// The replication throttle in force, if any.
+    pub fn replication_throttle(&self) -> Option<u64> {
+        self.throttle
+    }
+
+    /// Partitions being reassigned.
+    pub fn reassignments(&self) -> usize {
+        self.moves.len()
+    }
+
+    /// Every actuator call received, in order (`scale_node_pool(5)`, `delete_pod(1)`, ...).
+    pub fn calls(&self) -> &[String] {
+        &self.calls
+    }
+
+    pub(super) fn record_call(&mut self, call: String) {
+        self.calls.push(call);
     }
 
     /// Change the offered load (utilisation it would cause at the initial cluster size).
