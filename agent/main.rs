@@ -120,8 +120,9 @@ fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet_default = matches!(cli.command, Command::Demo { .. } | Command::Simulate { .. } | Command::Policy { .. });
+    // Commands that print their own report keep the log quiet unless asked (AUTOPILOT_LOG, --log).
     let filter = if quiet_default && std::env::var_os("AUTOPILOT_LOG").is_none() && cli.log == "warn,autopilot=info" {
-        "warn"
+        "off"
     } else {
         cli.log.as_str()
     };

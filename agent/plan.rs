@@ -96,9 +96,9 @@ pub enum Request {
     RenewCertificate {
         secret: String,
     },
+    /// Tell a human; the text is the decision's `message`.
     Notify {
         severity: String,
-        message: String,
     },
 }
 
@@ -232,7 +232,7 @@ pub fn plan(snapshot: &Snapshot, decisions: &[Decision], history: &History, limi
                 continue;
             }
         }
-        match concretise(&d.request, snapshot) {
+        match concretise(d, snapshot) {
             Ok(action) => out.actions.push(Planned { action, rule: d.rule.clone(), message: d.message.clone() }),
             Err(why) => out.deferred.push(defer(why)),
         }
@@ -245,7 +245,8 @@ fn round(d: Duration) -> Duration {
 }
 
 /// Check a request against the snapshot and fill in what the executor needs.
-fn concretise(request: &Request, s: &Snapshot) -> Result<Action, String> {
+fn concretise(d: &Decision, s: &Snapshot) -> Result<Action, String> {
+    let request = &d.request;
     let broker_exists =
         |b: i32| s.broker(b).map(|_| ()).ok_or_else(|| format!("broker {b} is not part of cluster {}", s.cluster));
     match request {
@@ -292,9 +293,7 @@ fn concretise(request: &Request, s: &Snapshot) -> Result<Action, String> {
             .find(|c| &c.secret == secret)
             .map(|c| Action::RenewCertificate { secret: secret.clone(), not_after: c.not_after })
             .ok_or_else(|| format!("no certificate in secret {secret}")),
-        Request::Notify { severity, message } => {
-            Ok(Action::Notify { severity: severity.clone(), message: message.clone() })
-        }
+        Request::Notify { severity } => Ok(Action::Notify { severity: severity.clone(), message: d.message.clone() }),
     }
 }
 
@@ -336,10 +335,7 @@ mod tests {
     async fn stale_data_defers_everything_but_notifications() {
         let mut s = snapshot().await;
         s.complete = false;
-        let ds = [
-            decision(Request::ScaleBrokers { to: 5 }),
-            decision(Request::Notify { severity: "warning".into(), message: "m".into() }),
-        ];
+        let ds = [decision(Request::ScaleBrokers { to: 5 }), decision(Request::Notify { severity: "warning".into() })];
         let p = plan(&s, &ds, &History::default(), &Limits::default(), s.at);
         assert_eq!(p.actions.len(), 1);
         assert_eq!(p.actions[0].action.kind(), ActionKind::Notify);

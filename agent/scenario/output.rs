@@ -1,5 +1,6 @@
 //! Printing a run as it happens: JSON lines (`at` in seconds from the start) or text for people.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Mutex;
 
@@ -38,7 +39,7 @@ pub struct Printer {
     format: Format,
     start: Timestamp,
     out: Mutex<Box<dyn Write + Send>>,
-    last_deferred: Mutex<Option<String>>,
+    shown: Mutex<BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for Printer {
@@ -55,7 +56,7 @@ impl Printer {
 
     /// A printer to any writer.
     pub fn new(format: Format, start: Timestamp, out: Box<dyn Write + Send>) -> Self {
-        Self { format, start, out: Mutex::new(out), last_deferred: Mutex::new(None) }
+        Self { format, start, out: Mutex::new(out), shown: Mutex::new(BTreeMap::new()) }
     }
 
     fn line(&self, text: &str) {
@@ -85,6 +86,17 @@ impl Printer {
         self.line(&line);
     }
 
+    /// `Some` when `value` differs from what was last shown under `key`: people see a repeated
+    /// decision, deferral or error once, not every tick (the JSON output keeps every event).
+    fn changed(&self, key: &str, value: &str) -> Option<()> {
+        let mut shown = self.shown.lock().ok()?;
+        if shown.get(key).is_some_and(|v| v == value) {
+            return None;
+        }
+        shown.insert(key.to_owned(), value.to_owned());
+        Some(())
+    }
+
     fn human(&self, e: &Event) -> Option<String> {
         let t = clock((e.at - self.start).as_secs_f64());
         let fields = |v: Value| -> String {
@@ -100,15 +112,11 @@ impl Printer {
         let text = match &e.body {
             Body::Decision { reason, message, request, .. } => {
                 let f = fields(serde_json::to_value(request).unwrap_or(Value::Null));
+                self.changed(&format!("decision {reason}"), &format!("{f}{message}"))?;
                 format!("{t}  decision   {} {f}  [{reason}] {message}", request.kind())
             }
             Body::Deferred { kind, reason, why } => {
-                let key = format!("{kind}{reason}{why}");
-                let mut last = self.last_deferred.lock().ok()?;
-                if last.as_deref() == Some(key.as_str()) {
-                    return None;
-                }
-                *last = Some(key);
+                self.changed(&format!("deferred {kind} {reason}"), why)?;
                 format!("{t}  deferred   {kind} [{reason}]: {why}")
             }
             Body::Action { action, reason, dry_run, .. } => {
@@ -121,6 +129,7 @@ impl Printer {
                 format!("{t}  OUTCOME    {kind} {}: {detail}", result.as_str())
             }
             Body::PolicyError { category, message } => {
+                self.changed(&format!("policy error {category}"), message)?;
                 format!("{t}  POLICY ERROR ({category}): {message}")
             }
             Body::PolicyReloaded { packages } => {

@@ -52,6 +52,7 @@ pub struct Driver {
     timeline: Vec<TimelineEvent>,
     next: usize,
     start: Timestamp,
+    problems: Vec<String>,
 }
 
 impl Driver {
@@ -60,12 +61,24 @@ impl Driver {
         let sim = SimCluster::new(scenario.cluster.clone(), start)?;
         let mut timeline = scenario.timeline.clone();
         timeline.sort_by_key(|e| e.at);
-        Ok(Self { backend: SimBackend::new(sim), cluster: scenario.cluster.name.clone(), timeline, next: 0, start })
+        Ok(Self {
+            backend: SimBackend::new(sim),
+            cluster: scenario.cluster.name.clone(),
+            timeline,
+            next: 0,
+            start,
+            problems: Vec::new(),
+        })
     }
 
     /// The simulated backend.
     pub fn backend(&self) -> &SimBackend {
         &self.backend
+    }
+
+    /// Timeline events that could not be applied (a fault on a broker that does not exist).
+    pub fn problems(&self) -> &[String] {
+        &self.problems
     }
 
     /// Advance the cluster to `t`, applying every timeline event due on the way.
@@ -84,6 +97,10 @@ impl Driver {
             if let Some(fault) = e.fault {
                 if let Err(err) = sim.inject(&fault) {
                     tracing::error!(error = %err, "fault could not be injected");
+                    self.problems.push(format!(
+                        "timeline event at {}: fault not injected: {err}",
+                        humantime::format_duration(e.at)
+                    ));
                 }
                 events.emit(Event { at, cluster: self.cluster.clone(), body: Body::Fault { fault } });
             }
@@ -145,6 +162,7 @@ pub async fn run(s: &Scenario, opts: RunOptions) -> Result<Report, Error> {
         t += s.interval;
     }
     let events: Vec<Value> = recorder.events().iter().map(|e| relative(e, START)).collect();
-    let unmet = s.expect.iter().filter_map(|e| e.check(&events)).collect();
+    let mut unmet: Vec<String> = driver.problems().to_vec();
+    unmet.extend(s.expect.iter().filter_map(|e| e.check(&events)));
     Ok(Report { name: s.name.clone(), events, unmet, input })
 }

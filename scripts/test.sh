@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install what the test suite needs and run it: formatting, lints, unit, scenario, CLI and
+# running-agent tests, the Rego policy tests, and every benchmark once in test mode.
+# The README's second command and .ci/run both call this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "missing: $1. $2" >&2; exit 1; }; }
+need cargo "Install a Rust toolchain (rustup, stable >= 1.85) and run this script again."
+need curl "Install it: apt-get install -y curl"
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add rustfmt clippy
+fi
+
+step() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo test (unit, scenarios, CLI, running agent; benches once each)"
+cargo test --locked --all-targets
+
+step "autopilot policy test policies"
+cargo run --locked --quiet -- policy test policies
+
+step "autopilot check-config --config examples/autopilot.yaml"
+cargo run --locked --quiet -- check-config --config examples/autopilot.yaml > /dev/null
+
+echo
+echo "all checks passed in $((SECONDS - started))s"
