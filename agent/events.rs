@@ -237,3 +237,53 @@ impl Sink for Recorder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Action;
+
+    fn event(body: Body) -> Event {
+        Event { at: Timestamp::from_millis(1_767_225_600_000), cluster: "c1".into(), body }
+    }
+
+    #[test]
+    fn the_audit_log_appends_what_why_and_outcome_as_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit/audit.jsonl");
+        let audit = AuditLog::open(&path).unwrap();
+        let action = Action::ScaleBrokers { from: 3, to: 5 };
+        audit.record(&event(Body::Action {
+            operation: "op-1".into(),
+            action,
+            reason: "scale_up_sustained_load".into(),
+            message: "cpu high".into(),
+            dry_run: false,
+        }));
+        audit.record(&event(Body::PolicyReloaded { packages: vec![] }));
+        audit.record(&event(Body::Outcome {
+            operation: "op-1".into(),
+            kind: ActionKind::ScaleBrokers,
+            result: Result::Succeeded,
+            reason: "scale_up_sustained_load".into(),
+            detail: "healthy".into(),
+        }));
+        drop(audit);
+        // Reopening appends rather than truncating.
+        AuditLog::open(&path).unwrap().record(&event(Body::Deferred {
+            kind: ActionKind::ScaleBrokers,
+            reason: "r".into(),
+            why: "cooldown".into(),
+        }));
+        let lines: Vec<serde_json::Value> =
+            std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 3, "policy reloads are not audited: {lines:?}");
+        assert_eq!(lines[0]["type"], "action");
+        assert_eq!(lines[0]["kind"], "scale_brokers");
+        assert_eq!(lines[0]["to"], 5);
+        assert_eq!(lines[0]["reason"], "scale_up_sustained_load");
+        assert_eq!(lines[0]["at"], "2026-01-01T00:00:00.000Z");
+        assert_eq!(lines[1]["result"], "succeeded");
+        assert_eq!(lines[2]["why"], "cooldown");
+    }
+}

@@ -120,8 +120,14 @@ impl ClusterExecutor {
             }
             shared.in_flight.fetch_add(1, Ordering::SeqCst);
             tracing::warn!(cluster, operation = %op.id, step = op.step.name(), "resuming operation from the journal");
+            metrics::gauge!(telemetry::OPERATIONS_IN_FLIGHT, "cluster" => cluster.to_owned()).set(1.0);
             op
         });
+        // One operation per cluster is the executor's invariant; a journal that holds more was
+        // written by something else, and guessing which to resume would be unsafe.
+        for extra in resumed {
+            tracing::error!(cluster, operation = %extra.id, "journal holds a second operation for this cluster; left untouched");
+        }
         let history = History { in_flight: operation.as_ref().map(Operation::kind), ..History::default() };
         Ok(Self {
             cluster: cluster.to_owned(),
@@ -165,16 +171,13 @@ impl ClusterExecutor {
             } else if self.shared.dry_run {
                 self.dry_run(p, now);
                 started = true;
-            } else if self.shared.limiter.check().is_err() {
-                self.emit(now, refuse("global action rate limit reached".into()));
             } else if !self.shared.try_reserve() {
-                self.emit(
-                    now,
-                    refuse(format!(
-                        "{} operations already in flight across clusters",
-                        self.shared.limits.concurrent_actions
-                    )),
-                );
+                let max = self.shared.limits.concurrent_actions;
+                self.emit(now, refuse(format!("{max} operations already in flight across clusters")));
+            } else if self.shared.limiter.check().is_err() {
+                // Only a start that passed every other check spends a token of the rate limit.
+                self.shared.release();
+                self.emit(now, refuse("global action rate limit reached".into()));
             } else {
                 self.start(p, s, now).await;
                 started = true;
@@ -189,55 +192,22 @@ impl ClusterExecutor {
             return;
         }
         self.notified.insert(key, now);
-        let id = format!("{}-notify-{}", self.cluster, now.as_millis());
-        self.emit(
-            now,
-            Body::Action {
-                operation: id.clone(),
-                action: p.action.clone(),
-                reason: p.rule.clone(),
-                message: p.message.clone(),
-                dry_run: false,
-            },
-        );
-        let detail = format!("[{severity}] {message}");
-        self.emit(
-            now,
-            Body::Outcome {
-                operation: id,
-                kind: ActionKind::Notify,
-                result: Outcome::Emitted,
-                reason: p.rule.clone(),
-                detail,
-            },
-        );
+        self.done_at_once(p, false, Outcome::Emitted, format!("[{severity}] {message}"), now);
     }
 
     fn dry_run(&mut self, p: &Planned, now: Timestamp) {
-        let kind = p.action.kind();
-        let id = format!("{}-{}-{}", self.cluster, kind, now.as_millis());
-        self.emit(
-            now,
-            Body::Action {
-                operation: id.clone(),
-                action: p.action.clone(),
-                reason: p.rule.clone(),
-                message: p.message.clone(),
-                dry_run: true,
-            },
-        );
-        self.emit(
-            now,
-            Body::Outcome {
-                operation: id,
-                kind,
-                result: Outcome::DryRun,
-                reason: p.rule.clone(),
-                detail: "dry-run: nothing was changed".into(),
-            },
-        );
+        self.done_at_once(p, true, Outcome::DryRun, "dry-run: nothing was changed".into(), now);
         // The cooldown applies to what would have been done, so dry-run shows the real cadence.
-        self.history.last_finished.insert(kind, now);
+        self.history.last_finished.insert(p.action.kind(), now);
+    }
+
+    /// Report an action that starts and ends in the same instant (a notification, a dry run).
+    fn done_at_once(&self, p: &Planned, dry_run: bool, result: Outcome, detail: String, now: Timestamp) {
+        let kind = p.action.kind();
+        let operation = format!("{}-{}-{}", self.cluster, kind, now.as_millis());
+        let (action, reason, message) = (p.action.clone(), p.rule.clone(), p.message.clone());
+        self.emit(now, Body::Action { operation: operation.clone(), action, reason, message, dry_run });
+        self.emit(now, Body::Outcome { operation, kind, result, reason: p.rule.clone(), detail });
     }
 
     async fn start(&mut self, p: &Planned, s: &Snapshot, now: Timestamp) {

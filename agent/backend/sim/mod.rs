@@ -1,6 +1,7 @@
 //! The simulated backend: one [`SimCluster`] behind the same traits as the real backends.
 
 mod model;
+mod ops;
 pub mod spec;
 
 use std::sync::{Arc, Mutex, MutexGuard};
