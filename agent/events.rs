@@ -83,6 +83,9 @@ pub enum Body {
     Load {
         #[serde(flatten)]
         load: Load,
+        /// Reached linearly over this long.
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "humantime_serde")]
+        ramp: Option<std::time::Duration>,
     },
 }
 
@@ -166,7 +169,7 @@ fn log_and_count(e: &Event) {
         Body::Fault { fault } => {
             tracing::info!(cluster = %e.cluster, fault = ?fault, "fault injected")
         }
-        Body::Load { load } => {
+        Body::Load { load, .. } => {
             tracing::info!(cluster = %e.cluster, cpu = load.cpu, memory = load.memory, "load changed")
         }
     }

@@ -56,6 +56,9 @@ pub struct TimelineEvent {
     pub at: Duration,
     #[serde(default)]
     pub load: Option<Load>,
+    /// Reach `load` linearly over this long instead of at once.
+    #[serde(default, with = "humantime_serde")]
+    pub ramp: Option<Duration>,
     #[serde(default)]
     pub fault: Option<Fault>,
 }
@@ -114,6 +117,9 @@ impl Scenario {
         for (i, e) in self.timeline.iter().enumerate() {
             if e.load.is_none() && e.fault.is_none() {
                 return Err(format!("timeline[{i}]: needs a `load` or a `fault`"));
+            }
+            if e.ramp.is_some() && e.load.is_none() {
+                return Err(format!("timeline[{i}].ramp: only with a `load`"));
             }
             if e.at > self.run_for {
                 return Err(format!("timeline[{i}].at: after run_for"));

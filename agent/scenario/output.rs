@@ -138,11 +138,11 @@ impl Printer {
             Body::SourceError { source, message, .. } => format!("{t}  source {source} failed: {message}"),
             Body::JournalError { message, .. } => format!("{t}  JOURNAL ERROR: {message}"),
             Body::Fault { fault } => format!("{t}  FAULT      {}", serde_json::to_string(fault).unwrap_or_default()),
-            Body::Load { load } => format!(
-                "{t}  load       cpu {:.0}% memory {:.0}% (at the initial size)",
-                load.cpu * 100.0,
-                load.memory * 100.0
-            ),
+            Body::Load { load, ramp } => {
+                let over = ramp.map(|r| format!(" over {}", humantime::format_duration(r))).unwrap_or_default();
+                let (cpu, memory) = (load.cpu * 100.0, load.memory * 100.0);
+                format!("{t}  load       cpu {cpu:.0}% memory {memory:.0}%{over} (as utilisation at the initial size)")
+            }
         };
         Some(text)
     }

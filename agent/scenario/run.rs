@@ -91,8 +91,11 @@ impl Driver {
             };
             sim.advance_to(at);
             if let Some(load) = e.load {
-                sim.set_load(load);
-                events.emit(Event { at, cluster: self.cluster.clone(), body: Body::Load { load } });
+                match e.ramp {
+                    Some(over) => sim.ramp_load(load, over),
+                    None => sim.set_load(load),
+                }
+                events.emit(Event { at, cluster: self.cluster.clone(), body: Body::Load { load, ramp: e.ramp } });
             }
             if let Some(fault) = e.fault {
                 if let Err(err) = sim.inject(&fault) {

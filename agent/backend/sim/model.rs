@@ -78,6 +78,15 @@ pub(super) struct Cert {
     pub not_after: Timestamp,
 }
 
+/// A linear change of the offered load.
+#[derive(Clone, Copy, Debug)]
+struct Ramp {
+    from: Load,
+    to: Load,
+    start: Timestamp,
+    end: Timestamp,
+}
+
 #[derive(Clone, Debug)]
 pub(super) struct Move {
     pub target: Vec<i32>,
@@ -107,6 +116,7 @@ pub struct SimCluster {
     pub(super) lag: BTreeMap<String, f64>,
     /// The metrics source is unreachable until then.
     pub(super) metrics_down_until: Option<Timestamp>,
+    ramp: Option<Ramp>,
     calls: Vec<String>,
     load: Load,
     reference_brokers: u32,
@@ -142,6 +152,7 @@ impl SimCluster {
             throttle: None,
             lag: spec.consumer_groups.iter().map(|g| (g.name.clone(), 0.0)).collect(),
             metrics_down_until: None,
+            ramp: None,
             calls: Vec::new(),
             load: Load::default(),
             reference_brokers: spec.brokers,
@@ -240,6 +251,28 @@ impl SimCluster {
     /// Change the offered load (utilisation it would cause at the initial cluster size).
     pub fn set_load(&mut self, load: Load) {
         self.load = load;
+        self.ramp = None;
+    }
+
+    /// Move the offered load linearly from where it is now to `to` over `over`.
+    pub fn ramp_load(&mut self, to: Load, over: Duration) {
+        if over.is_zero() {
+            return self.set_load(to);
+        }
+        self.ramp = Some(Ramp { from: self.load, to, start: self.now, end: self.now + over });
+    }
+
+    fn follow_ramp(&mut self) {
+        let Some(r) = self.ramp else { return };
+        let total = (r.end - r.start).as_secs_f64();
+        let f = ((self.now - r.start).as_secs_f64() / total).clamp(0.0, 1.0);
+        self.load = Load {
+            cpu: r.from.cpu + (r.to.cpu - r.from.cpu) * f,
+            memory: r.from.memory + (r.to.memory - r.from.memory) * f,
+        };
+        if self.now >= r.end {
+            self.ramp = None;
+        }
     }
 
     /// Run the cluster forward to `t`.
@@ -252,6 +285,7 @@ impl SimCluster {
     }
 
     fn step(&mut self, dt: Duration) {
+        self.follow_ramp();
         self.lifecycle();
         self.pending_events();
         self.progress_moves(dt);
@@ -582,6 +616,18 @@ mod tests {
         s.delete_pod(2).unwrap();
         s.advance_to(Timestamp::from_millis(200_000));
         assert!(s.topics.iter().flat_map(|t| &t.partitions).all(|p| p.isr.len() == 3));
+    }
+
+    #[test]
+    fn a_ramp_moves_the_load_linearly() {
+        let mut s = sim(3);
+        s.set_load(Load { cpu: 0.2, memory: 0.4 });
+        s.ramp_load(Load { cpu: 0.8, memory: 0.7 }, Duration::from_secs(600));
+        s.advance_to(s.now() + Duration::from_secs(300));
+        let cpu = s.utilisation()[&0].0;
+        assert!((cpu - 0.5).abs() < 0.02, "half way: {cpu}");
+        s.advance_to(s.now() + Duration::from_secs(600));
+        assert!((s.utilisation()[&0].0 - 0.8).abs() < 1e-9);
     }
 
     #[test]
