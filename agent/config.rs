@@ -200,6 +200,10 @@ struct RawCluster {
     bootstrap_servers: Vec<String>,
     #[serde(default)]
     prometheus: Option<RawPrometheus>,
+    #[serde(default)]
+    kafka_client: RawKafka,
+    #[serde(default)]
+    kubernetes: RawKubernetes,
     backend: BackendKind,
     #[serde(default)]
     simulation: Option<PathBuf>,
@@ -211,8 +215,39 @@ struct RawPrometheus {
     url: String,
     #[serde(default = "default_prometheus_timeout", with = "humantime_serde")]
     timeout: Duration,
+    #[serde(default = "default_step", with = "humantime_serde")]
+    step: Duration,
+    #[serde(default = "default_link")]
+    network_bytes_per_second: Bytes,
     #[serde(default)]
     queries: BTreeMap<String, String>,
+}
+
+const fn default_step() -> Duration {
+    Duration::from_secs(15)
+}
+/// 10 Gbit/s.
+const fn default_link() -> Bytes {
+    Bytes(1_250_000_000)
+}
+const fn default_kafka_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKafka {
+    #[serde(default)]
+    timeout: Option<humantime_serde::Serde<Duration>>,
+    #[serde(default)]
+    properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKubernetes {
+    #[serde(default)]
+    url: Option<String>,
 }
 
 /// The validated configuration of one agent (one region).
@@ -305,6 +340,10 @@ pub struct ClusterConfig {
     pub node_pool: String,
     pub bootstrap_servers: Vec<String>,
     pub prometheus: Option<PrometheusConfig>,
+    /// Kafka client settings of the real backend.
+    pub kafka_client: KafkaClientConfig,
+    /// Kubernetes API of the real backend.
+    pub kubernetes: KubernetesConfig,
     pub backend: BackendKind,
     /// Scenario file whose cluster the simulated backend models; none uses the built-in one.
     pub simulation: Option<PathBuf>,
@@ -316,7 +355,29 @@ pub struct PrometheusConfig {
     pub url: String,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Resolution of the range queries.
+    #[serde(with = "humantime_serde")]
+    pub step: Duration,
+    /// Link speed the network utilisation is measured against.
+    pub network_bytes_per_second: u64,
     pub queries: BTreeMap<String, String>,
+}
+
+/// How the agent talks to Kafka.
+#[derive(Clone, Debug, Serialize)]
+pub struct KafkaClientConfig {
+    /// Longest any Kafka request may take; a broker that stalls longer makes the datum stale.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// librdkafka properties (`security.protocol`, `ssl.ca.location`, `sasl.*`, ...).
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Where the Kubernetes API is.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct KubernetesConfig {
+    /// API server URL; none uses the in-cluster service account or the kubeconfig.
+    pub url: Option<String>,
 }
 
 /// Read, parse and validate a configuration file.
@@ -436,7 +497,18 @@ fn is_dns_label(s: &str) -> bool {
 }
 
 fn validate_cluster(raw: RawCluster, i: usize, base: &Path, file: &Path) -> Result<ClusterConfig, Error> {
-    let RawCluster { name, namespace, kafka, node_pool, bootstrap_servers, prometheus, backend, simulation } = raw;
+    let RawCluster {
+        name,
+        namespace,
+        kafka,
+        node_pool,
+        bootstrap_servers,
+        prometheus,
+        kafka_client,
+        kubernetes,
+        backend,
+        simulation,
+    } = raw;
     let field = |f: &str| format!("clusters[{i}].{f}");
     for (f, v) in [("name", &name), ("namespace", &namespace), ("node_pool", &node_pool)] {
         if !is_dns_label(v) {
@@ -463,6 +535,18 @@ fn validate_cluster(raw: RawCluster, i: usize, base: &Path, file: &Path) -> Resu
     if simulation.is_some() && backend != BackendKind::Simulated {
         return Err(invalid(file, field("simulation"), "only valid with backend `simulated`"));
     }
+    let RawKafka { timeout, properties } = kafka_client;
+    let timeout = timeout.map_or(default_kafka_timeout(), |t| *t);
+    if timeout.is_zero() {
+        return Err(invalid(file, field("kafka_client.timeout"), "must be greater than zero"));
+    }
+    if let Some(key) = properties.keys().find(|k| k.as_str() == "bootstrap.servers" || k.as_str() == "group.id") {
+        return Err(invalid(file, field(&format!("kafka_client.properties.{key}")), "set by the agent"));
+    }
+    let RawKubernetes { url } = kubernetes;
+    if let Some(u) = url.as_ref().filter(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+        return Err(invalid(file, field("kubernetes.url"), format!("{u:?} is not an http(s) URL")));
+    }
     Ok(ClusterConfig {
         name,
         namespace,
@@ -470,13 +554,21 @@ fn validate_cluster(raw: RawCluster, i: usize, base: &Path, file: &Path) -> Resu
         node_pool,
         bootstrap_servers,
         prometheus,
+        kafka_client: KafkaClientConfig { timeout, properties },
+        kubernetes: KubernetesConfig { url },
         backend,
         simulation: simulation.map(|p| base.join(p)),
     })
 }
 
 fn validate_prometheus(raw: RawPrometheus, field: &str, file: &Path) -> Result<PrometheusConfig, Error> {
-    let RawPrometheus { url, timeout, queries } = raw;
+    let RawPrometheus { url, timeout, step, network_bytes_per_second, queries } = raw;
+    if step.is_zero() || timeout.is_zero() {
+        return Err(invalid(file, format!("{field}.step"), "step and timeout must be greater than zero"));
+    }
+    if network_bytes_per_second.0 == 0 {
+        return Err(invalid(file, format!("{field}.network_bytes_per_second"), "must be greater than zero"));
+    }
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(invalid(file, format!("{field}.url"), format!("{url:?} is not an http(s) URL")));
     }
@@ -492,7 +584,7 @@ fn validate_prometheus(raw: RawPrometheus, field: &str, file: &Path) -> Result<P
             return Err(invalid(file, format!("{field}.queries.{name}"), "empty query"));
         }
     }
-    Ok(PrometheusConfig { url, timeout, queries })
+    Ok(PrometheusConfig { url, timeout, step, network_bytes_per_second: network_bytes_per_second.0, queries })
 }
 
 #[cfg(test)]

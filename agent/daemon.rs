@@ -28,8 +28,8 @@ pub enum Error {
     Audit { path: String, source: std::io::Error },
     #[error("cluster {cluster}: simulated cluster")]
     Simulation { cluster: String, source: scenario::Error },
-    #[error("cluster {cluster}: backend `real` needs the Prometheus, Kafka and Kubernetes adapters, which this build does not have yet; use backend `simulated`")]
-    RealBackend { cluster: String },
+    #[error("cluster {cluster}: cannot set up its Prometheus, Kafka or Kubernetes client")]
+    RealBackend { cluster: String, source: crate::backend::Error },
     #[error("failed to listen on {addr}")]
     Listen { addr: String, source: std::io::Error },
     #[error("failed to install the metrics recorder: {message}")]
@@ -67,9 +67,13 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
     let names: Vec<String> = clusters.iter().map(|c| c.name.clone()).collect();
     let (_triggers, mut receivers) = agent::trigger_channels(&names);
     let mut tasks = JoinSet::new();
+    // Events name this agent instance: the pod name in Kubernetes, else the host name.
+    let instance = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).ok();
     for cluster in &clusters {
         let backends: Backends = match cluster.backend {
-            BackendKind::Real => return Err(Error::RealBackend { cluster: cluster.name.clone() }),
+            BackendKind::Real => crate::backend::real(cluster, instance.clone())
+                .await
+                .map_err(|source| Error::RealBackend { cluster: cluster.name.clone(), source })?,
             BackendKind::Simulated => {
                 let driver = simulated(cluster)?;
                 let backends = driver.backend().backends();

@@ -9,7 +9,7 @@
 pub mod journal;
 pub mod operation;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -273,7 +273,7 @@ impl ClusterExecutor {
                 self.emit(now, Body::JournalError { operation: op.id.clone(), message: e.to_string() });
                 return false;
             }
-            if let Err(e) = self.perform(&effect).await {
+            if let Err(e) = self.perform(&effect, &op).await {
                 let transient = matches!(e, backend::Error::Unavailable { .. } | backend::Error::Timeout { .. });
                 op.effect_started = false;
                 self.operation = Some(op.clone());
@@ -343,7 +343,7 @@ impl ClusterExecutor {
     async fn finish(&mut self, op: &Operation, result: Outcome, detail: String, now: Timestamp) {
         if !op.submitted.is_empty() {
             // Never leave a throttle behind, whatever the outcome.
-            let _ = self.backends.kafka.set_replication_throttle(None).await;
+            let _ = self.backends.kafka.set_replication_throttle(None, &topics_of(&op.submitted)).await;
         }
         if let Err(e) = self.shared.journal.remove(&op.id) {
             self.emit(now, Body::JournalError { operation: op.id.clone(), message: e.to_string() });
@@ -359,7 +359,7 @@ impl ClusterExecutor {
         metrics::gauge!(telemetry::OPERATIONS_IN_FLIGHT, "cluster" => self.cluster.clone()).set(0.0);
     }
 
-    async fn perform(&self, effect: &Effect) -> Result<(), backend::Error> {
+    async fn perform(&self, effect: &Effect, op: &Operation) -> Result<(), backend::Error> {
         let kafka = &self.backends.kafka;
         let kube = &self.backends.kube;
         match effect {
@@ -367,15 +367,16 @@ impl ClusterExecutor {
             Effect::ScalePool(n) => kube.scale_node_pool(*n).await,
             Effect::Reassign { moves, throttle } => {
                 if throttle.is_some() {
-                    kafka.set_replication_throttle(*throttle).await?;
+                    let topics: BTreeSet<String> = moves.iter().map(|m| m.topic.clone()).collect();
+                    kafka.set_replication_throttle(*throttle, &topics.into_iter().collect::<Vec<_>>()).await?;
                 }
                 kafka.reassign(moves).await
             }
             Effect::Cancel(partitions) => {
                 kafka.cancel_reassignments(partitions).await?;
-                kafka.set_replication_throttle(None).await
+                kafka.set_replication_throttle(None, &topics_of(partitions)).await
             }
-            Effect::ClearThrottle => kafka.set_replication_throttle(None).await,
+            Effect::ClearThrottle => kafka.set_replication_throttle(None, &topics_of(&op.submitted)).await,
             Effect::ElectLeaders => kafka.elect_preferred_leaders(&[]).await,
             Effect::DeletePod(b) => kube.delete_pod(*b).await,
             Effect::DeletePvc(b) => kube.delete_pvc(*b).await,
@@ -383,6 +384,11 @@ impl ClusterExecutor {
             Effect::Renew(secret) => kube.force_renew(secret).await,
         }
     }
+}
+
+/// The distinct topics of some partitions.
+fn topics_of(partitions: &[(String, i32)]) -> Vec<String> {
+    partitions.iter().map(|(t, _)| t.clone()).collect::<BTreeSet<_>>().into_iter().collect()
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! The small traits every source and actuator sits behind, and the backends that implement
 //! them. The pipeline holds a [`Backends`] and never knows which implementation it has.
 
+pub mod kafka;
+pub mod kube;
+pub mod prometheus;
 pub mod sim;
 
 use std::sync::Arc;
@@ -62,8 +65,9 @@ pub trait KafkaAdmin: Send + Sync {
     async fn cancel_reassignments(&self, partitions: &[(String, i32)]) -> Result<(), Error>;
     /// Preferred-leader election for these partitions (all when empty).
     async fn elect_preferred_leaders(&self, partitions: &[(String, i32)]) -> Result<(), Error>;
-    /// Set or clear (`None`) the replication throttle, bytes per second per broker.
-    async fn set_replication_throttle(&self, bytes_per_sec: Option<u64>) -> Result<(), Error>;
+    /// Set or clear (`None`) the replication throttle, bytes per second per broker, on the
+    /// replicas of `topics` (the topics being moved).
+    async fn set_replication_throttle(&self, bytes_per_sec: Option<u64>, topics: &[String]) -> Result<(), Error>;
 }
 
 /// Kubernetes and Strimzi resources of a cluster.
@@ -95,4 +99,18 @@ impl std::fmt::Debug for Backends {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Backends").finish_non_exhaustive()
     }
+}
+
+/// The real backends of a cluster: Prometheus, the Kafka admin API and Kubernetes.
+pub async fn real(cluster: &crate::config::ClusterConfig, instance: Option<String>) -> Result<Backends, Error> {
+    let prometheus = cluster
+        .prometheus
+        .as_ref()
+        .ok_or_else(|| Error::Rejected { message: format!("cluster {} has no prometheus section", cluster.name) })?;
+    let metrics =
+        prometheus::PrometheusMetrics::new(prometheus, &cluster.namespace, &cluster.kafka, &cluster.node_pool)?;
+    let kafka = kafka::KafkaCluster::new(&cluster.bootstrap_servers, &cluster.kafka_client)?;
+    let client = kube::client(&cluster.kubernetes).await?;
+    let kube = kube::KubeCluster::new(client, &cluster.namespace, &cluster.kafka, &cluster.node_pool, instance);
+    Ok(Backends { metrics: Arc::new(metrics), kafka: Arc::new(kafka), kube: Arc::new(kube) })
 }

@@ -347,8 +347,11 @@ fn brokers(
             };
             let series = metrics.brokers.get(&id).unwrap_or(&empty);
             let w = |s: &[Sample]| window::windowed(s, now);
-            let cpu = w(&series.cpu);
-            let metrics_stale = cpu.age_seconds.is_none_or(|a| a > opts.max_data_age.as_secs_f64());
+            let (cpu, memory, disk, network) = (w(&series.cpu), w(&series.memory), w(&series.disk), w(&series.network));
+            // A partial answer (any input missing or old) makes the broker's metrics stale.
+            let max_age = opts.max_data_age.as_secs_f64();
+            let metrics_stale =
+                [&cpu, &memory, &disk, &network].iter().any(|x| x.age_seconds.is_none_or(|a| a > max_age));
             let conditions = opts
                 .conditions
                 .iter()
@@ -370,9 +373,9 @@ fn brokers(
                 state_seconds: (now - since).as_secs_f64(),
                 pod,
                 cpu,
-                memory: w(&series.memory),
-                disk: w(&series.disk),
-                network: w(&series.network),
+                memory,
+                disk,
+                network,
                 conditions,
                 metrics_stale,
                 leaders: h.leaders,
@@ -452,6 +455,19 @@ mod tests {
         assert!(!s.complete);
         assert!(s.data.kafka.stale && s.data.kafka.error.as_deref() == Some("timed out"));
         assert!(s.brokers.iter().all(|b| b.state == BrokerState::Healthy), "no data is not a failure");
+    }
+
+    #[tokio::test]
+    async fn a_partial_metrics_answer_is_stale() {
+        let sim = fixtures::sim(3, Load { cpu: 0.6, memory: 0.7 });
+        let now = sim.lock().unwrap().now();
+        let mut obs = collect::collect("test", &sim.backends(), Duration::from_secs(900), now).await;
+        if let Sourced::Ok { value, .. } = &mut obs.metrics {
+            value.brokers.get_mut(&1).unwrap().memory.clear();
+        }
+        let s = build(&obs, &fixtures::options(), &mut BrokerTracker::default(), now);
+        assert!(s.broker(1).unwrap().metrics_stale && !s.broker(0).unwrap().metrics_stale);
+        assert!(s.data.metrics.stale && !s.complete, "one missing input blocks action");
     }
 
     #[tokio::test]

@@ -137,7 +137,7 @@ impl KafkaAdmin for SimBackend {
         Ok(())
     }
 
-    async fn set_replication_throttle(&self, bytes_per_sec: Option<u64>) -> Result<(), Error> {
+    async fn set_replication_throttle(&self, bytes_per_sec: Option<u64>, _topics: &[String]) -> Result<(), Error> {
         let mut sim = self.lock()?;
         sim.record_call(format!("set_replication_throttle({bytes_per_sec:?})"));
         sim.throttle = bytes_per_sec;
