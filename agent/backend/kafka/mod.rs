@@ -154,7 +154,8 @@ impl KafkaCluster {
         Ok(())
     }
 
-    async fn racks(&self) -> Result<(Option<i32>, BTreeMap<i32, Option<String>>), Error> {
+    /// Controller and rack of each broker (DescribeCluster).
+    pub async fn racks(&self) -> Result<(Option<i32>, BTreeMap<i32, Option<String>>), Error> {
         let r = self.wire.call(&DescribeClusterRequest::default()).await?;
         if r.error_code != 0 {
             return Err(Error::Rejected {
@@ -165,7 +166,8 @@ impl KafkaCluster {
         Ok(((r.controller_id.0 >= 0).then_some(r.controller_id.0), racks))
     }
 
-    async fn reassignments(&self) -> Result<Vec<ReassignmentInProgress>, Error> {
+    /// Reassignments in progress (ListPartitionReassignments).
+    pub async fn reassignments(&self) -> Result<Vec<ReassignmentInProgress>, Error> {
         let req = ListPartitionReassignmentsRequest::default().with_timeout_ms(self.timeout_ms()).with_topics(None);
         let r = self.wire.call(&req).await?;
         if r.error_code != 0 {

@@ -1,0 +1,114 @@
+//! The Kafka adapter's protocol client against a protocol-level responder built from the
+//! `kafka-protocol` crate's types, for the admin APIs no broker installable here answers:
+//! AlterPartitionReassignments, ListPartitionReassignments with real entries, ElectLeaders.
+//! (What tansu answers is tested against tansu in `tests/stack_kafka.rs`.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use autopilot::backend::kafka::KafkaCluster;
+use autopilot::backend::{Error, KafkaAdmin, PartitionTarget};
+use autopilot::config::KafkaClientConfig;
+use support::responder::Responder;
+
+fn client(r: &Responder) -> KafkaCluster {
+    let config = KafkaClientConfig { timeout: Duration::from_secs(5), properties: Default::default() };
+    KafkaCluster::new(&[r.addr.to_string()], &config).unwrap()
+}
+
+fn key(t: &str, p: i32) -> (String, i32) {
+    (t.to_owned(), p)
+}
+
+#[tokio::test]
+async fn reassignments_are_submitted_listed_cancelled_and_completed() {
+    let r = Responder::start(5, "events", 4).await;
+    let k = client(&r);
+    let moves = vec![
+        PartitionTarget { topic: "events".into(), partition: 0, replicas: vec![3, 1, 2] },
+        PartitionTarget { topic: "events".into(), partition: 1, replicas: vec![4, 2, 3] },
+    ];
+    k.reassign(&moves).await.unwrap();
+    let listed = k.reassignments().await.unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0].target, vec![3, 1, 2], "the target excludes the replicas being removed");
+
+    k.cancel_reassignments(&[key("events", 1)]).await.unwrap();
+    assert_eq!(k.reassignments().await.unwrap().len(), 1);
+    // Cancelling what is not moving is not an error (it may have just finished).
+    k.cancel_reassignments(&[key("events", 1)]).await.unwrap();
+
+    r.complete_reassignments();
+    assert!(k.reassignments().await.unwrap().is_empty());
+    assert_eq!(r.state.lock().unwrap().replicas[&key("events", 0)], vec![3, 1, 2]);
+}
+
+#[tokio::test]
+async fn refused_reassignments_name_the_partition_and_the_reason() {
+    let r = Responder::start(3, "events", 2).await;
+    let e = client(&r)
+        .reassign(&[PartitionTarget { topic: "events".into(), partition: 0, replicas: vec![0, 1, 9] }])
+        .await
+        .unwrap_err();
+    let Error::Rejected { message } = e else { panic!("{e}") };
+    assert!(message.contains("events-0") && message.contains("InvalidReplicaAssignment"), "{message}");
+}
+
+#[tokio::test]
+async fn preferred_leaders_are_elected() {
+    let r = Responder::start(3, "events", 3).await;
+    r.state.lock().unwrap().leaders.insert(key("events", 1), 0);
+    client(&r).elect_preferred_leaders(&[]).await.unwrap();
+    let s = r.state.lock().unwrap();
+    assert!(s.leaders.iter().all(|(k, l)| s.replicas[k][0] == *l), "{:?}", s.leaders);
+}
+
+#[tokio::test]
+async fn throttles_are_set_on_moving_topics_and_cleared() {
+    let r = Responder::start(3, "events", 2).await;
+    let k = client(&r);
+    k.set_replication_throttle(Some(50 << 20), &["events".to_owned()]).await.unwrap();
+    {
+        let s = r.state.lock().unwrap();
+        assert_eq!(
+            s.configs.get(&(4, String::new(), "leader.replication.throttled.rate".into())),
+            Some(&"52428800".to_owned())
+        );
+        assert_eq!(
+            s.configs.get(&(2, "events".into(), "follower.replication.throttled.replicas".into())),
+            Some(&"*".to_owned())
+        );
+    }
+    k.set_replication_throttle(None, &["events".to_owned()]).await.unwrap();
+    assert!(r.state.lock().unwrap().configs.is_empty());
+}
+
+#[tokio::test]
+async fn racks_and_controller_come_from_describe_cluster() {
+    let r = Responder::start(4, "events", 1).await;
+    let (controller, racks) = client(&r).racks().await.unwrap();
+    assert_eq!(controller, Some(0));
+    assert_eq!(racks.get(&3).cloned().flatten().as_deref(), Some("a"));
+}
+
+#[tokio::test]
+async fn a_broker_that_never_answers_times_out_without_blocking() {
+    // Accepts connections and never replies.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let config = KafkaClientConfig { timeout: Duration::from_millis(300), properties: Default::default() };
+    let k = KafkaCluster::new(&[addr.to_string()], &config).unwrap();
+    let started = std::time::Instant::now();
+    let e = k.elect_preferred_leaders(&[]).await.unwrap_err();
+    assert!(matches!(e, Error::Timeout { .. }), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

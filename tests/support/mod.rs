@@ -1,0 +1,5 @@
+//! Test infrastructure shared by the integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod responder;
+pub mod stack;
