@@ -107,7 +107,35 @@ struct RawConfig {
     journal_path: PathBuf,
     #[serde(default)]
     audit_log: Option<PathBuf>,
+    #[serde(default)]
+    leader_election: Option<RawLeaderElection>,
     clusters: Vec<RawCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLeaderElection {
+    namespace: String,
+    #[serde(default)]
+    lease: Option<String>,
+    #[serde(default = "default_lease_duration", with = "humantime_serde")]
+    duration: Duration,
+    #[serde(default)]
+    kubernetes_url: Option<String>,
+}
+
+const fn default_lease_duration() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// Hold a Lease so that only one agent of the region acts.
+#[derive(Clone, Debug, Serialize)]
+pub struct LeaderElection {
+    pub namespace: String,
+    pub lease: String,
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    pub kubernetes: KubernetesConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,6 +296,8 @@ pub struct Config {
     pub journal_path: PathBuf,
     /// Where the audit trail (JSON lines) is appended; none keeps it in the log only.
     pub audit_log: Option<PathBuf>,
+    /// Lease-based leader election; none means this is the only agent of the region.
+    pub leader_election: Option<LeaderElection>,
     pub clusters: Vec<ClusterConfig>,
 }
 
@@ -398,7 +428,18 @@ fn invalid(file: &Path, field: impl Into<String>, message: impl Into<String>) ->
 }
 
 fn validate(raw: RawConfig, file: &Path) -> Result<Config, Error> {
-    let RawConfig { region, interval, policy, dry_run, limits, api, journal_path, audit_log, clusters } = raw;
+    let RawConfig {
+        region,
+        interval,
+        policy,
+        dry_run,
+        limits,
+        api,
+        journal_path,
+        audit_log,
+        leader_election,
+        clusters,
+    } = raw;
     if region.trim().is_empty() {
         return Err(invalid(file, "region", "must not be empty"));
     }
@@ -406,6 +447,7 @@ fn validate(raw: RawConfig, file: &Path) -> Result<Config, Error> {
         return Err(invalid(file, "interval", "must be at least 1s"));
     }
     let base = file.parent().unwrap_or_else(|| Path::new("."));
+    let leader_election = leader_election.map(|l| validate_leader(l, &region, file)).transpose()?;
     let limits = validate_limits(limits, interval, file)?;
     let RawPolicy { dir, eval_timeout, reload_interval } = policy;
     if eval_timeout.is_zero() {
@@ -435,8 +477,27 @@ fn validate(raw: RawConfig, file: &Path) -> Result<Config, Error> {
         listen: api.listen,
         journal_path: base.join(journal_path),
         audit_log: audit_log.map(|p| base.join(p)),
+        leader_election,
         clusters: validated,
     })
+}
+
+fn validate_leader(raw: RawLeaderElection, region: &str, file: &Path) -> Result<LeaderElection, Error> {
+    let RawLeaderElection { namespace, lease, duration, kubernetes_url } = raw;
+    let lease = lease.unwrap_or_else(|| format!("kafka-autopilot-{region}"));
+    if !is_dns_label(&namespace) {
+        return Err(invalid(file, "leader_election.namespace", format!("{namespace:?} is not a Kubernetes name")));
+    }
+    if !is_dns_label(&lease) {
+        return Err(invalid(file, "leader_election.lease", format!("{lease:?} is not a Kubernetes name")));
+    }
+    if duration < Duration::from_secs(3) {
+        return Err(invalid(file, "leader_election.duration", "must be at least 3s"));
+    }
+    if let Some(u) = kubernetes_url.as_ref().filter(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+        return Err(invalid(file, "leader_election.kubernetes_url", format!("{u:?} is not an http(s) URL")));
+    }
+    Ok(LeaderElection { namespace, lease, duration, kubernetes: KubernetesConfig { url: kubernetes_url } })
 }
 
 fn validate_limits(raw: RawLimits, interval: Duration, file: &Path) -> Result<Limits, Error> {

@@ -13,6 +13,7 @@ use crate::backend::Backends;
 use crate::config::{BackendKind, ClusterConfig, Config};
 use crate::events::{AuditLog, Events, Sink};
 use crate::http::{self, AppState};
+use crate::leader::{AlwaysLeader, LeaderGate, LeaseElector};
 use crate::policy::PolicyStore;
 use crate::scenario::{self, Driver, Scenario};
 use crate::time::Timestamp;
@@ -32,6 +33,8 @@ pub enum Error {
     RealBackend { cluster: String, source: crate::backend::Error },
     #[error("failed to listen on {addr}")]
     Listen { addr: String, source: std::io::Error },
+    #[error("leader election")]
+    Leader { source: crate::backend::Error },
     #[error("failed to install the metrics recorder: {message}")]
     Metrics { message: String },
 }
@@ -52,7 +55,18 @@ fn simulated(cluster: &ClusterConfig) -> Result<Driver, Error> {
 /// Run the agent until `cancel` fires (SIGTERM or Ctrl-C in `main`).
 pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error> {
     let handle = crate::telemetry::install().map_err(|e| Error::Metrics { message: e.to_string() })?;
-    let Config { region, interval, policy, dry_run, limits, listen, journal_path, audit_log, clusters } = config;
+    let Config {
+        region,
+        interval,
+        policy,
+        dry_run,
+        limits,
+        listen,
+        journal_path,
+        audit_log,
+        leader_election,
+        clusters,
+    } = config;
     let mut store =
         PolicyStore::open(&policy.dir, None, policy.eval_timeout).map_err(|source| Error::Policy { source })?;
     let policies: SharedPolicies = Arc::new(RwLock::new(store.current()));
@@ -63,12 +77,23 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
         sinks.push(Arc::new(audit));
     }
     let events = Events::new(sinks);
-    let shared = Shared::new(limits.clone(), dry_run, Arc::new(journal));
+    let mut tasks = JoinSet::new();
+    // Events and the Lease name this agent instance: the pod name in Kubernetes, else the host.
+    let instance = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).ok();
+    let leader: Arc<dyn LeaderGate> = match &leader_election {
+        None => Arc::new(AlwaysLeader),
+        Some(l) => {
+            let client =
+                crate::backend::kube::client(&l.kubernetes).await.map_err(|source| Error::Leader { source })?;
+            let identity = instance.clone().unwrap_or_else(|| format!("kafka-autopilot-{}", std::process::id()));
+            let elector = LeaseElector::new(client, &l.namespace, &l.lease, &identity, l.duration);
+            tasks.spawn(elector.clone().run(cancel.clone()));
+            Arc::new(elector)
+        }
+    };
+    let shared = Shared::with_leader(limits.clone(), dry_run, Arc::new(journal), leader);
     let names: Vec<String> = clusters.iter().map(|c| c.name.clone()).collect();
     let (_triggers, mut receivers) = agent::trigger_channels(&names);
-    let mut tasks = JoinSet::new();
-    // Events name this agent instance: the pod name in Kubernetes, else the host name.
-    let instance = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).ok();
     for cluster in &clusters {
         let backends: Backends = match cluster.backend {
             BackendKind::Real => crate::backend::real(cluster, instance.clone())

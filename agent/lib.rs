@@ -15,6 +15,7 @@ pub mod events;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod http;
+pub mod leader;
 pub mod plan;
 pub mod policy;
 pub mod rebalance;

@@ -23,6 +23,7 @@ use governor::{Quota, RateLimiter};
 use crate::backend::{self, Backends};
 use crate::config::Limits;
 use crate::events::{Body, Event, Events, Result as Outcome};
+use crate::leader::{AlwaysLeader, LeaderGate};
 use crate::plan::{Action, ActionKind, History, Plan, Planned};
 use crate::snapshot::Snapshot;
 use crate::telemetry;
@@ -59,6 +60,7 @@ pub struct Shared {
     dry_run: bool,
     throttle: Option<u64>,
     journal: Arc<dyn Journal>,
+    leader: Arc<dyn LeaderGate>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -73,6 +75,16 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// Global limits and the journal, for every cluster's executor.
     pub fn new(limits: Limits, dry_run: bool, journal: Arc<dyn Journal>) -> Arc<Self> {
+        Self::with_leader(limits, dry_run, journal, Arc::new(AlwaysLeader))
+    }
+
+    /// Global limits and the journal, acting only while `leader` says this agent leads.
+    pub fn with_leader(
+        limits: Limits,
+        dry_run: bool,
+        journal: Arc<dyn Journal>,
+        leader: Arc<dyn LeaderGate>,
+    ) -> Arc<Self> {
         let per_minute = NonZeroU32::new(limits.actions_per_minute).unwrap_or(NonZeroU32::MIN);
         let clock = TickClock::default();
         Arc::new(Shared {
@@ -83,6 +95,7 @@ impl Shared {
             limits,
             dry_run,
             journal,
+            leader,
         })
     }
 
@@ -157,6 +170,13 @@ impl ClusterExecutor {
     /// Admit what the plan asks for: all notifications, and the first operation the limits allow.
     pub async fn apply(&mut self, plan: &Plan, s: &Snapshot, now: Timestamp) {
         self.shared.clock.set(now);
+        if !self.shared.leader.is_leader() {
+            for p in &plan.actions {
+                let why = "another agent holds the leader lease".to_owned();
+                self.emit(now, Body::Deferred { kind: p.action.kind(), reason: p.rule.clone(), why });
+            }
+            return;
+        }
         let mut started = false;
         for p in &plan.actions {
             if let Action::Notify { severity, message } = &p.action {
@@ -245,6 +265,11 @@ impl ClusterExecutor {
 
     /// Advance the operation in flight as far as the cluster allows this tick.
     pub async fn progress(&mut self, s: &Snapshot, now: Timestamp) {
+        // A follower leaves the operation where it is; the leader (or this agent, once it leads
+        // again) resumes it from the journal.
+        if !self.shared.leader.is_leader() {
+            return;
+        }
         for _ in 0..MAX_TRANSITIONS_PER_TICK {
             let Some(op) = self.operation.clone() else {
                 return;

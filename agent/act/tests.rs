@@ -225,3 +225,22 @@ async fn a_rejected_request_fails_the_operation() {
     .await;
     assert_eq!(h.outcomes(), vec![Outcome::Failed], "a rejected request (unknown pod) fails the operation");
 }
+
+#[derive(Debug)]
+struct Follower;
+
+impl LeaderGate for Follower {
+    fn is_leader(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn a_follower_never_acts() {
+    let shared = Shared::with_leader(limits(), false, Arc::new(MemoryJournal::default()), Arc::new(Follower));
+    let mut h = Harness::new(shared);
+    h.tick(&scale(3, 5)).await;
+    assert!(h.exec.operation().is_none());
+    assert!(h.deferred().iter().any(|w| w.contains("leader lease")), "{:?}", h.deferred());
+    assert!(h.sim.lock().unwrap().calls().is_empty());
+}
