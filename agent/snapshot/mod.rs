@@ -55,6 +55,8 @@ pub struct BrokerSnapshot {
     pub rack: Option<String>,
     /// Listed in the Kafka metadata.
     pub registered: bool,
+    /// Belongs to the node pool the agent manages (has a pod in it or a node ID of it).
+    pub pool_member: bool,
     pub state: BrokerState,
     pub state_seconds: f64,
     pub pod: Option<PodObservation>,
@@ -196,13 +198,15 @@ pub fn build(obs: &Observations, opts: &SnapshotOptions, tracker: &mut BrokerTra
     let partitions = summarise(&topics);
     let can_track = data.kafka.observed && data.kube.observed;
     let brokers = brokers(kafka, kube, metrics, &topics, opts, tracker, can_track, now);
-    // A registered broker whose metrics are missing or old makes the metrics stale.
-    if data.metrics.observed && brokers.iter().any(|b| b.registered && b.metrics_stale) {
+    // A live broker of this node pool whose metrics are missing or old makes the metrics stale.
+    // Brokers of other node pools (listed in the metadata only) are not this pool's to judge.
+    let live = |b: &BrokerSnapshot| b.pool_member && (b.registered || b.pod.as_ref().is_some_and(|p| p.ready));
+    if data.metrics.observed && brokers.iter().any(|b| live(b) && b.metrics_stale) {
         data.metrics.stale = true;
     }
     let complete = !(data.metrics.stale || data.kafka.stale || data.kube.stale);
     let mean = |pick: fn(&BrokerSeries) -> &Vec<Sample>| {
-        mean_series(brokers.iter().filter(|b| b.registered).filter_map(|b| metrics.brokers.get(&b.id)).map(pick))
+        mean_series(brokers.iter().filter(|b| b.pool_member).filter_map(|b| metrics.brokers.get(&b.id)).map(pick))
     };
     let series: [(Metric, Vec<Sample>); 4] = [
         (Metric::Cpu, mean(|s| &s.cpu)),
@@ -369,6 +373,7 @@ fn brokers(
                 id,
                 rack: meta.and_then(|m| m.rack.clone()),
                 registered: meta.is_some(),
+                pool_member: pod.is_some() || kube.node_pool.as_ref().is_some_and(|n| n.node_ids.contains(&id)),
                 state,
                 state_seconds: (now - since).as_secs_f64(),
                 pod,
