@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install what the test suite needs and run it: formatting, lints, unit, scenario, CLI and
-# running-agent tests, the Rego policy tests, and every benchmark once in test mode.
+# Install what the test suite needs and run it: the local stack (scripts/stack.sh), formatting,
+# lints, unit, scenario, CLI and running-agent tests, the adapters' integration tests against the
+# stack, the Rego policy tests, and every benchmark once in test mode. The stack is brought down
+# at the end unless it was already running.
 # The README's second command and .ci/run both call this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,13 +17,24 @@ fi
 step() { printf '\n==> %s\n' "$*"; }
 started=$SECONDS
 
+step "local stack: Prometheus, Alertmanager, tansu, Kubernetes emulator (scripts/stack.sh up)"
+if scripts/stack.sh status >/dev/null 2>&1; then
+  echo "already running; left running afterwards"
+else
+  trap 'scripts/stack.sh down >/dev/null 2>&1 || true' EXIT
+  scripts/stack.sh up
+fi
+
+step "stack smoke checks (tests/stack/smoke.py)"
+.stack/venv/bin/python tests/stack/smoke.py | tail -1
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
-step "cargo test (unit, scenarios, CLI, running agent; benches once each)"
+step "cargo test (unit, scenarios, CLI, running agent, adapters on the stack, end to end; benches once each)"
 cargo test --locked --all-targets
 
 step "autopilot policy test policies"

@@ -277,11 +277,13 @@ impl ClusterOps for KubeCluster {
         let pool = self.node_pool().await?;
         let current = pool_observation(&self.pool, &pool)?;
         let mut patch = json!({"spec": {"replicas": replicas}});
-        if replicas < current.replicas {
-            // Say which brokers go: the highest IDs, the ones the executor drained.
+        // Say which brokers go: the highest of the node IDs that exist (`status.nodeIds`), the
+        // ones the executor drained.
+        let existing = u32::try_from(current.node_ids.len()).unwrap_or(u32::MAX);
+        if replicas < existing {
             let mut ids = current.node_ids.clone();
             ids.sort_unstable_by(|a, b| b.cmp(a));
-            ids.truncate((current.replicas - replicas) as usize);
+            ids.truncate((existing - replicas) as usize);
             patch["metadata"] = json!({"annotations": {"strimzi.io/remove-node-ids": format!("{ids:?}")}});
         }
         let what = format!("KafkaNodePool {}/{}", self.namespace, self.pool);

@@ -1,5 +1,6 @@
 //! Test infrastructure shared by the integration tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod agent;
 pub mod responder;
 pub mod stack;
