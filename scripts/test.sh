@@ -9,7 +9,6 @@ cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "missing: $1. $2" >&2; exit 1; }; }
 need cargo "Install a Rust toolchain (rustup, stable >= 1.85) and run this script again."
-need curl "Install it: apt-get install -y curl"
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add rustfmt clippy
 fi
