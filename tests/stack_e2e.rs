@@ -35,7 +35,10 @@ fn a_tick_on_real_components_scales_the_node_pool_to_5() {
     });
     assert!(reasons.contains(&"ScaleNodePool".to_owned()));
     let audit = agent.audit();
-    let action = audit.iter().find(|e| e["type"] == "action" && e["kind"] == "scale_brokers").unwrap_or_else(|| panic!("{audit:?}"));
+    let action = audit
+        .iter()
+        .find(|e| e["type"] == "action" && e["kind"] == "scale_brokers")
+        .unwrap_or_else(|| panic!("{audit:?}"));
     assert_eq!((action["from"].as_u64(), action["to"].as_u64()), (Some(3), Some(5)));
     assert_eq!(action["reason"], "scale_up_sustained_load");
     assert_eq!(action["dry_run"], false);

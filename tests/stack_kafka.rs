@@ -37,9 +37,11 @@ fn adapter(bootstrap: &str, timeout: Duration) -> KafkaCluster {
 }
 
 async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1)).set("min.insync.replicas", "1");
-    let r = admin.create_topics(&[new], &AdminOptions::new().request_timeout(Some(Duration::from_secs(10)))).await.unwrap();
+    let r =
+        admin.create_topics(&[new], &AdminOptions::new().request_timeout(Some(Duration::from_secs(10)))).await.unwrap();
     r.into_iter().for_each(|x| {
         x.unwrap();
     });
@@ -47,8 +49,12 @@ async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
 
 /// Produce `n` records to partition 0, one record per batch (tansu's watermarks are right then).
 fn produce(bootstrap: &str, topic: &str, n: usize) {
-    let p: ThreadedProducer<DefaultProducerContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).set("batch.num.messages", "1").set("linger.ms", "0").create().unwrap();
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("batch.num.messages", "1")
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
     for i in 0..n {
         let key = i.to_string();
         p.send(BaseRecord::to(topic).partition(0).key(&key).payload("value")).map_err(|(e, _)| e).unwrap();
@@ -58,7 +64,12 @@ fn produce(bootstrap: &str, topic: &str, n: usize) {
 
 /// Commit `offset` for `group` on partition 0, as a standalone consumer (no group join).
 fn commit(bootstrap: &str, group: &str, topic: &str, offset: i64) {
-    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", group).set("enable.auto.commit", "false").create().unwrap();
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Offset(offset)).unwrap();
     c.commit(&tpl, CommitMode::Sync).unwrap();
@@ -84,8 +95,15 @@ async fn describes_brokers_topics_configs_and_group_lag() {
     assert_eq!(t.partitions.len(), 3);
     assert_eq!(t.min_insync_replicas, Some(1));
     let broker = o.brokers[0].id;
-    assert!(t.partitions.iter().all(|p| p.leader == Some(broker) && p.replicas == vec![broker] && p.isr == vec![broker]));
-    assert!(o.reassignments.is_empty(), "tansu lists every partition as reassigning with nothing to add or remove: {:?}", o.reassignments);
+    assert!(t
+        .partitions
+        .iter()
+        .all(|p| p.leader == Some(broker) && p.replicas == vec![broker] && p.isr == vec![broker]));
+    assert!(
+        o.reassignments.is_empty(),
+        "tansu lists every partition as reassigning with nothing to add or remove: {:?}",
+        o.reassignments
+    );
     let lag = o.groups.iter().find(|x| x.group == group).unwrap_or_else(|| panic!("{group} not in {:?}", o.groups));
     assert_eq!(lag.topics.get(&topic), Some(&6), "10 records, committed at 4: {lag:?}");
 }
@@ -104,17 +122,23 @@ async fn throttles_go_through_incremental_alter_configs() {
     let topic = unique("throttled");
     create_topic(&stack.kafka, &topic, 1).await;
     let k = adapter(&stack.kafka, Duration::from_secs(10));
-    match k.set_replication_throttle(Some(10 << 20), &[topic.clone()]).await {
+    match k.set_replication_throttle(Some(10 << 20), std::slice::from_ref(&topic)).await {
         Ok(()) => {}
         // tansu may refuse the cluster-wide broker default; the topic part is what it supports.
-        Err(Error::Rejected { message }) => assert!(!message.contains(&format!("2 \"{topic}\"")), "topic throttle refused: {message}"),
+        Err(Error::Rejected { message }) => {
+            assert!(!message.contains(&format!("2 \"{topic}\"")), "topic throttle refused: {message}")
+        }
         Err(e) => panic!("{e}"),
     }
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &stack.kafka).create().unwrap();
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &stack.kafka).create().unwrap();
     let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
     let r = admin.describe_configs(&[ResourceSpecifier::Topic(&topic)], &opts).await.unwrap();
     let configs = r.into_iter().next().unwrap().unwrap();
-    assert_eq!(configs.get("follower.replication.throttled.replicas").and_then(|e| e.value.clone()).as_deref(), Some("*"));
+    assert_eq!(
+        configs.get("follower.replication.throttled.replicas").and_then(|e| e.value.clone()).as_deref(),
+        Some("*")
+    );
 }
 
 #[tokio::test]
@@ -147,7 +171,9 @@ async fn a_stalled_broker_never_blocks_the_tick() {
     let mut agent = ClusterAgent::new("stalled", settings, backends, shared, Events::default()).unwrap();
     let policies = PolicySet::embedded(None, Duration::from_secs(1)).unwrap();
     let started = std::time::Instant::now();
-    let report = tokio::time::timeout(Duration::from_secs(10), agent.tick(&policies, &[], Timestamp::now())).await.expect("tick blocked");
+    let report = tokio::time::timeout(Duration::from_secs(10), agent.tick(&policies, &[], Timestamp::now()))
+        .await
+        .expect("tick blocked");
     assert!(started.elapsed() < Duration::from_secs(5), "tick took {:?}", started.elapsed());
     assert!(report.snapshot.data.kafka.stale && !report.snapshot.complete, "{:?}", report.snapshot.data);
     assert!(report.plan.actions.is_empty());

@@ -28,14 +28,18 @@ async fn reset(stack: &Stack) -> kube::Client {
         let addr = url.trim_start_matches("http://").split('/').next().unwrap().to_owned();
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         use std::io::{Read, Write};
-        write!(s, "POST /_test/reset HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        write!(s, "POST /_test/reset HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
     })
     .await
     .unwrap();
-    assert!(status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.0 200"), "emulator reset failed: {status}");
+    assert!(
+        status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.0 200"),
+        "emulator reset failed: {status}"
+    );
     client(&KubernetesConfig { url: Some(stack.kube.clone()) }).await.unwrap()
 }
 
@@ -44,7 +48,10 @@ fn cluster(c: &kube::Client) -> KubeCluster {
 }
 
 fn pools(c: &kube::Client) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("kafka.strimzi.io", "v1beta2", "KafkaNodePool"), "kafkanodepools");
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kafka.strimzi.io", "v1beta2", "KafkaNodePool"),
+        "kafkanodepools",
+    );
     Api::namespaced_with(c.clone(), "kafka", &ar)
 }
 
@@ -64,7 +71,10 @@ async fn reads_the_strimzi_cluster() {
     let pool = o.node_pool.unwrap();
     assert_eq!((pool.replicas, pool.storage_bytes, pool.node_ids.clone()), (3, 100 << 30, vec![0, 1, 2]));
     assert_eq!(o.pods.len(), 3);
-    assert!(o.pods.iter().all(|p| p.ready && p.phase == "Running" && p.node.is_some() && p.pvc.as_deref() == Some(&format!("data-0-prod-kafka-01-brokers-{}", p.broker))));
+    assert!(o.pods.iter().all(|p| p.ready
+        && p.phase == "Running"
+        && p.node.is_some()
+        && p.pvc.as_deref() == Some(&format!("data-0-prod-kafka-01-brokers-{}", p.broker))));
     assert_eq!(o.pvcs.len(), 3);
     assert!(o.pvcs.iter().all(|p| p.phase == "Bound" && p.capacity_bytes == Some(100 << 30)));
     let now = Timestamp::now();

@@ -20,7 +20,9 @@ fn copy_policies(to: &Path, hold_seconds: u64) {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     std::fs::create_dir_all(to).unwrap();
     std::fs::copy(from.join("scaling.rego"), to.join("scaling.rego")).unwrap();
-    let data = std::fs::read_to_string(from.join("data.yaml")).unwrap().replace("hold_seconds: 300", &format!("hold_seconds: {hold_seconds}"));
+    let data = std::fs::read_to_string(from.join("data.yaml"))
+        .unwrap()
+        .replace("hold_seconds: 300", &format!("hold_seconds: {hold_seconds}"));
     std::fs::write(to.join("data.yaml"), data).unwrap();
 }
 
@@ -42,7 +44,9 @@ fn stale_metrics_mean_no_action_until_prometheus_is_back() {
 
     // Prometheus goes away mid-run.
     assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
-    wait_until("the metrics reported stale", Duration::from_secs(30), || (agent.metric(STALE) == Some(1.0), agent.metric(STALE)));
+    wait_until("the metrics reported stale", Duration::from_secs(30), || {
+        (agent.metric(STALE) == Some(1.0), agent.metric(STALE))
+    });
     // Now the policy would scale (the load has held for 10 minutes), but the data is stale.
     copy_policies(&policies, 300);
     let ticks = agent.metric(TICKS).unwrap();
@@ -52,9 +56,20 @@ fn stale_metrics_mean_no_action_until_prometheus_is_back() {
     });
     assert_eq!(pool_replicas(&stack), Some(3), "no action on stale data");
     assert!(!agent.audit().iter().any(|e| e["type"] == "action"), "{:?}", agent.audit());
-    assert!(agent.metric("autopilot_source_errors_total{cluster=\"prod-kafka-01\",source=\"metrics\",category=\"unavailable\"}").is_some_and(|n| n >= 1.0)
-        || agent.metric("autopilot_source_errors_total{cluster=\"prod-kafka-01\",source=\"metrics\",category=\"timeout\"}").is_some_and(|n| n >= 1.0),
-        "{}", agent.metrics());
+    assert!(
+        agent
+            .metric(
+                "autopilot_source_errors_total{cluster=\"prod-kafka-01\",source=\"metrics\",category=\"unavailable\"}"
+            )
+            .is_some_and(|n| n >= 1.0)
+            || agent
+                .metric(
+                    "autopilot_source_errors_total{cluster=\"prod-kafka-01\",source=\"metrics\",category=\"timeout\"}"
+                )
+                .is_some_and(|n| n >= 1.0),
+        "{}",
+        agent.metrics()
+    );
 
     // Prometheus back (with its history): the agent acts.
     let up = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/stack.sh")).arg("up").output().unwrap();

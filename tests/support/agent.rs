@@ -61,7 +61,11 @@ impl RunningAgent {
     }
 
     pub fn audit(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.join("audit.jsonl")).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        std::fs::read_to_string(self.dir.join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     pub fn log(&self) -> String {
@@ -117,7 +121,11 @@ pub fn reset_kube(stack: &Stack) {
 
 /// `spec.replicas` of the node pool in the emulator.
 pub fn pool_replicas(stack: &Stack) -> Option<u64> {
-    let r = http("GET", &format!("{}/apis/kafka.strimzi.io/v1beta2/namespaces/kafka/kafkanodepools/brokers", stack.kube), "")?;
+    let r = http(
+        "GET",
+        &format!("{}/apis/kafka.strimzi.io/v1beta2/namespaces/kafka/kafkanodepools/brokers", stack.kube),
+        "",
+    )?;
     let body = r.split_once("\r\n\r\n")?.1;
     let body = body.trim_start_matches(|c: char| c.is_ascii_hexdigit() || c.is_whitespace());
     let start = body.find('{')?;
@@ -128,11 +136,16 @@ pub fn pool_replicas(stack: &Stack) -> Option<u64> {
 
 /// Reasons of the Events in namespace `kafka`.
 pub fn event_reasons(stack: &Stack) -> Vec<String> {
-    let Some(r) = http("GET", &format!("{}/apis/events.k8s.io/v1/namespaces/kafka/events", stack.kube), "") else { return Vec::new() };
+    let Some(r) = http("GET", &format!("{}/apis/events.k8s.io/v1/namespaces/kafka/events", stack.kube), "") else {
+        return Vec::new();
+    };
     let Some((_, body)) = r.split_once("\r\n\r\n") else { return Vec::new() };
     let (Some(start), Some(end)) = (body.find('{'), body.rfind('}')) else { return Vec::new() };
     let v: serde_json::Value = serde_json::from_str(&body[start..=end]).unwrap_or_default();
-    v["items"].as_array().map(|items| items.iter().filter_map(|e| e["reason"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    v["items"]
+        .as_array()
+        .map(|items| items.iter().filter_map(|e| e["reason"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
 }
 
 /// Set every broker of the exporter's values file to this load.
