@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use autopilot::backend::kube::{client, KubeCluster};
@@ -20,7 +19,7 @@ use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use support::stack::Stack;
 
 /// The emulator is shared state: these tests take turns.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn reset(stack: &Stack) -> kube::Client {
     let url = format!("{}/_test/reset", stack.kube);
@@ -63,7 +62,7 @@ async fn event_reasons(c: &kube::Client) -> Vec<String> {
 #[tokio::test]
 async fn reads_the_strimzi_cluster() {
     let stack = Stack::get();
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = SERIAL.lock().await;
     let c = reset(&stack).await;
     let o = cluster(&c).observe().await.unwrap();
     assert!(o.kafka_ready);
@@ -89,7 +88,7 @@ async fn reads_the_strimzi_cluster() {
 #[tokio::test]
 async fn scaling_patches_the_node_pool_and_records_events() {
     let stack = Stack::get();
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = SERIAL.lock().await;
     let c = reset(&stack).await;
     let k = cluster(&c);
     k.scale_node_pool(5).await.unwrap();
@@ -105,7 +104,7 @@ async fn scaling_patches_the_node_pool_and_records_events() {
 #[tokio::test]
 async fn pods_volumes_storage_and_certificates() {
     let stack = Stack::get();
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = SERIAL.lock().await;
     let c = reset(&stack).await;
     let k = cluster(&c);
     k.delete_pod(1).await.unwrap();
@@ -138,7 +137,7 @@ async fn pods_volumes_storage_and_certificates() {
 #[tokio::test]
 async fn one_agent_holds_the_lease() {
     let stack = Stack::get();
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = SERIAL.lock().await;
     let c = reset(&stack).await;
     let a = LeaseElector::new(c.clone(), "kafka", "kafka-autopilot-test", "agent-a", Duration::from_secs(15));
     let b = LeaseElector::new(c.clone(), "kafka", "kafka-autopilot-test", "agent-b", Duration::from_secs(15));
