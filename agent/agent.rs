@@ -51,14 +51,14 @@ pub struct ClusterAgent {
 
 impl ClusterAgent {
     /// A pipeline for `name`; resumes any operation the journal holds for it.
-    pub fn new(
+    pub async fn new(
         name: &str,
         settings: PipelineSettings,
         backends: Backends,
         shared: Arc<Shared>,
         events: Events,
     ) -> Result<Self, crate::act::journal::Error> {
-        let executor = ClusterExecutor::new(name, backends.clone(), shared, events.clone())?;
+        let executor = ClusterExecutor::new(name, backends.clone(), shared, events.clone()).await?;
         Ok(Self { name: name.to_owned(), settings, backends, tracker: BrokerTracker::default(), executor, events })
     }
 
@@ -288,7 +288,7 @@ mod tests {
         backends.metrics = Arc::new(Counting(backends.metrics.clone(), ticks.clone()));
         let shared = Shared::new(Limits::default(), true, Arc::new(MemoryJournal::default()));
         let settings = PipelineSettings { region: "test".into(), dry_run: true, limits: Limits::default() };
-        let agent = ClusterAgent::new("test", settings, backends, shared, Events::default()).unwrap();
+        let agent = ClusterAgent::new("test", settings, backends, shared, Events::default()).await.unwrap();
         let policies: SharedPolicies =
             Arc::new(RwLock::new(Arc::new(PolicySet::embedded(None, Duration::from_secs(1)).unwrap())));
         let (triggers, mut rx) = trigger_channels(&["test".to_owned()]);

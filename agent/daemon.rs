@@ -108,6 +108,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
         };
         let settings = PipelineSettings { region: region.clone(), dry_run, limits: limits.clone() };
         let pipeline = ClusterAgent::new(&cluster.name, settings, backends, shared.clone(), events.clone())
+            .await
             .map_err(|source| Error::Journal { source })?;
         let Some(rx) = receivers.remove(&cluster.name) else {
             continue;

@@ -129,6 +129,9 @@ pub struct Decision {
     /// Human explanation written by the policy.
     pub message: String,
     pub request: Request,
+    /// The operation waits for an operator's approval before its first effect.
+    #[serde(default)]
+    pub approval_required: bool,
 }
 
 /// A concrete action, with everything the executor needs.
@@ -169,6 +172,8 @@ pub struct Planned {
     pub action: Action,
     pub rule: String,
     pub message: String,
+    #[serde(default)]
+    pub approval_required: bool,
 }
 
 /// A decision the planner did not turn into an action, and why.
@@ -233,7 +238,12 @@ pub fn plan(snapshot: &Snapshot, decisions: &[Decision], history: &History, limi
             }
         }
         match concretise(d, snapshot) {
-            Ok(action) => out.actions.push(Planned { action, rule: d.rule.clone(), message: d.message.clone() }),
+            Ok(action) => out.actions.push(Planned {
+                action,
+                rule: d.rule.clone(),
+                message: d.message.clone(),
+                approval_required: d.approval_required,
+            }),
             Err(why) => out.deferred.push(defer(why)),
         }
     }
@@ -305,7 +315,13 @@ mod tests {
     use crate::snapshot::BrokerTracker;
 
     fn decision(request: Request) -> Decision {
-        Decision { package: "kafka.autopilot.test".into(), rule: "r".into(), message: String::new(), request }
+        Decision {
+            package: "kafka.autopilot.test".into(),
+            rule: "r".into(),
+            message: String::new(),
+            request,
+            approval_required: false,
+        }
     }
 
     async fn snapshot() -> Snapshot {

@@ -7,6 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use async_trait::async_trait;
+
 use super::operation::Operation;
 
 /// A failed journal read or write.
@@ -23,32 +25,49 @@ pub enum Error {
 }
 
 /// Durable storage of the operations in flight.
+#[async_trait]
 pub trait Journal: Send + Sync + std::fmt::Debug {
     /// Every operation recorded and not yet removed.
-    fn load(&self) -> Result<Vec<Operation>, Error>;
+    async fn load(&self) -> Result<Vec<Operation>, Error>;
     /// Record (or update) an operation; durable when it returns.
-    fn save(&self, op: &Operation) -> Result<(), Error>;
+    async fn save(&self, op: &Operation) -> Result<(), Error>;
     /// Forget a finished operation.
-    fn remove(&self, id: &str) -> Result<(), Error>;
+    async fn remove(&self, id: &str) -> Result<(), Error>;
+    /// Whether an operator approved the operation (for operations a policy marked as needing
+    /// approval).
+    async fn approved(&self, id: &str) -> Result<bool, Error>;
 }
 
 /// Journal in memory, for simulations and tests.
 #[derive(Debug, Default)]
 pub struct MemoryJournal {
     ops: Mutex<BTreeMap<String, Operation>>,
+    approvals: Mutex<std::collections::BTreeSet<String>>,
 }
 
+impl MemoryJournal {
+    /// Approve an operation (what an operator does through the API or `kubectl annotate`).
+    pub fn approve(&self, id: &str) -> Result<(), Error> {
+        self.approvals.lock().map_err(|_| Error::Poisoned)?.insert(id.to_owned());
+        Ok(())
+    }
+}
+
+#[async_trait]
 impl Journal for MemoryJournal {
-    fn load(&self) -> Result<Vec<Operation>, Error> {
+    async fn load(&self) -> Result<Vec<Operation>, Error> {
         Ok(self.ops.lock().map_err(|_| Error::Poisoned)?.values().cloned().collect())
     }
-    fn save(&self, op: &Operation) -> Result<(), Error> {
+    async fn save(&self, op: &Operation) -> Result<(), Error> {
         self.ops.lock().map_err(|_| Error::Poisoned)?.insert(op.id.clone(), op.clone());
         Ok(())
     }
-    fn remove(&self, id: &str) -> Result<(), Error> {
+    async fn remove(&self, id: &str) -> Result<(), Error> {
         self.ops.lock().map_err(|_| Error::Poisoned)?.remove(id);
         Ok(())
+    }
+    async fn approved(&self, id: &str) -> Result<bool, Error> {
+        Ok(self.approvals.lock().map_err(|_| Error::Poisoned)?.contains(id))
     }
 }
 
@@ -100,18 +119,32 @@ impl FileJournal {
     }
 }
 
+#[async_trait]
 impl Journal for FileJournal {
-    fn load(&self) -> Result<Vec<Operation>, Error> {
+    async fn load(&self) -> Result<Vec<Operation>, Error> {
         Ok(self.ops.lock().map_err(|_| Error::Poisoned)?.values().cloned().collect())
     }
-    fn save(&self, op: &Operation) -> Result<(), Error> {
+    async fn save(&self, op: &Operation) -> Result<(), Error> {
         self.update(|ops| {
             ops.insert(op.id.clone(), op.clone());
         })
     }
-    fn remove(&self, id: &str) -> Result<(), Error> {
+    async fn remove(&self, id: &str) -> Result<(), Error> {
         self.update(|ops| {
             ops.remove(id);
         })
+    }
+    /// An operator approves by setting `"approved": true` on the operation in the journal file
+    /// (`autopilot` rewrites the file atomically, so edit it while the agent is stopped, or use
+    /// the Kubernetes journal).
+    async fn approved(&self, id: &str) -> Result<bool, Error> {
+        let path = &self.path;
+        let on_disk: BTreeMap<String, serde_json::Value> = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Corrupt { path: path.clone(), message: e.to_string() })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(source) => return Err(Error::Read { path: path.clone(), source }),
+        };
+        Ok(on_disk.get(id).and_then(|o| o.get("approved")).and_then(serde_json::Value::as_bool).unwrap_or(false))
     }
 }

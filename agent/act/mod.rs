@@ -124,8 +124,13 @@ pub struct ClusterExecutor {
 
 impl ClusterExecutor {
     /// An executor for `cluster`, resuming whatever the journal holds for it.
-    pub fn new(cluster: &str, backends: Backends, shared: Arc<Shared>, events: Events) -> Result<Self, journal::Error> {
-        let mut resumed = shared.journal.load()?.into_iter().filter(|op| op.cluster == cluster);
+    pub async fn new(
+        cluster: &str,
+        backends: Backends,
+        shared: Arc<Shared>,
+        events: Events,
+    ) -> Result<Self, journal::Error> {
+        let mut resumed = shared.journal.load().await?.into_iter().filter(|op| op.cluster == cluster);
         let operation = resumed.next().map(|mut op| {
             if op.effect_started {
                 op.step = op.step.resumed();
@@ -233,16 +238,8 @@ impl ClusterExecutor {
     async fn start(&mut self, p: &Planned, s: &Snapshot, now: Timestamp) {
         let kind = p.action.kind();
         let id = format!("{}-{}-{}", self.cluster, kind, now.as_millis());
-        let op = Operation::start(
-            id.clone(),
-            p.action.clone(),
-            p.rule.clone(),
-            p.message.clone(),
-            s,
-            now,
-            self.shared.limits.operation_timeout,
-        );
-        if let Err(e) = self.shared.journal.save(&op) {
+        let op = Operation::start(id.clone(), p, s, now, self.shared.limits.operation_timeout);
+        if let Err(e) = self.shared.journal.save(&op).await {
             self.shared.release();
             self.emit(now, Body::JournalError { operation: id, message: e.to_string() });
             return;
@@ -270,6 +267,7 @@ impl ClusterExecutor {
         if !self.shared.leader.is_leader() {
             return;
         }
+        self.check_approval(now).await;
         for _ in 0..MAX_TRANSITIONS_PER_TICK {
             let Some(op) = self.operation.clone() else {
                 return;
@@ -290,11 +288,27 @@ impl ClusterExecutor {
         }
     }
 
+    /// An operation waiting for approval asks the journal whether an operator gave it.
+    async fn check_approval(&mut self, now: Timestamp) {
+        let Some(op) = self.operation.as_mut().filter(|o| matches!(o.step, Step::AwaitApproval { .. }) && !o.approved)
+        else {
+            return;
+        };
+        match self.shared.journal.approved(&op.id).await {
+            Ok(true) => op.approved = true,
+            Ok(false) => {}
+            Err(e) => {
+                let operation = op.id.clone();
+                self.emit(now, Body::JournalError { operation, message: e.to_string() });
+            }
+        }
+    }
+
     /// Perform one step; false when the operation must wait for the next tick.
     async fn advance(&mut self, mut op: Operation, effect: Effect, next: Step, detail: String, now: Timestamp) -> bool {
         if effect != Effect::None {
             op.effect_started = true;
-            if let Err(e) = self.shared.journal.save(&op) {
+            if let Err(e) = self.shared.journal.save(&op).await {
                 self.emit(now, Body::JournalError { operation: op.id.clone(), message: e.to_string() });
                 return false;
             }
@@ -329,7 +343,7 @@ impl ClusterExecutor {
         op.step = next;
         op.step_started_at = now;
         op.effect_started = false;
-        if let Err(e) = self.shared.journal.save(&op) {
+        if let Err(e) = self.shared.journal.save(&op).await {
             // The effect is done; the journal still says "started", which resumes safely.
             self.emit(now, Body::JournalError { operation: op.id.clone(), message: e.to_string() });
         }
@@ -356,7 +370,7 @@ impl ClusterExecutor {
                 op.rolling_back = Some(reason);
                 op.step = step;
                 op.step_started_at = now;
-                if let Err(e) = self.shared.journal.save(&op) {
+                if let Err(e) = self.shared.journal.save(&op).await {
                     self.emit(now, Body::JournalError { operation: op.id.clone(), message: e.to_string() });
                 }
                 self.operation = Some(op);
@@ -370,7 +384,7 @@ impl ClusterExecutor {
             // Never leave a throttle behind, whatever the outcome.
             let _ = self.backends.kafka.set_replication_throttle(None, &topics_of(&op.submitted)).await;
         }
-        if let Err(e) = self.shared.journal.remove(&op.id) {
+        if let Err(e) = self.shared.journal.remove(&op.id).await {
             self.emit(now, Body::JournalError { operation: op.id.clone(), message: e.to_string() });
         }
         self.emit(

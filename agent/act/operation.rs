@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::PartitionTarget;
 use crate::events::Result as Outcome;
-use crate::plan::{Action, ActionKind};
+use crate::plan::{Action, ActionKind, Planned};
 use crate::rebalance;
 use crate::snapshot::{BrokerState, Snapshot};
 use crate::time::Timestamp;
@@ -29,6 +29,10 @@ pub const RESOURCE_TIMEOUT: Duration = Duration::from_secs(600);
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
+    /// Wait for an operator's approval, then go on with `then`.
+    AwaitApproval {
+        then: Box<Step>,
+    },
     PatchReplicas {
         replicas: u32,
     },
@@ -88,6 +92,7 @@ impl Step {
     /// Short name for events and metrics.
     pub fn name(&self) -> &'static str {
         match self {
+            Step::AwaitApproval { .. } => "await_approval",
             Step::PatchReplicas { .. } => "patch_replicas",
             Step::AwaitBrokers { .. } => "await_brokers",
             Step::Rebalance { .. } => "rebalance",
@@ -195,20 +200,17 @@ pub struct Operation {
     pub submitted: Vec<(String, i32)>,
     /// The brokers the operation waited for became ready.
     pub brokers_ready: bool,
+    /// An operator approved the operation (when its policy required approval).
+    #[serde(default)]
+    pub approved: bool,
 }
 
 impl Operation {
-    /// Start an operation for `action` on the cluster as `s` shows it.
-    pub fn start(
-        id: String,
-        action: Action,
-        reason: String,
-        message: String,
-        s: &Snapshot,
-        now: Timestamp,
-        timeout: Duration,
-    ) -> Self {
-        let step = first_step(&action, s);
+    /// Start an operation for the planned action on the cluster as `s` shows it.
+    pub fn start(id: String, planned: &Planned, s: &Snapshot, now: Timestamp, timeout: Duration) -> Self {
+        let Planned { action, rule: reason, message, approval_required } = planned.clone();
+        let first = first_step(&action, s);
+        let step = if approval_required { Step::AwaitApproval { then: Box::new(first) } } else { first };
         Operation {
             id,
             cluster: s.cluster.clone(),
@@ -223,6 +225,7 @@ impl Operation {
             rolling_back: None,
             submitted: Vec::new(),
             brokers_ready: false,
+            approved: false,
         }
     }
 
@@ -337,6 +340,10 @@ pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, throttle: Option<u
     let pool = s.node_pool.as_ref().map_or(0, |p| p.replicas);
     let brokers_at = |r: u32| pool == r && live == r && s.brokers.len() == r as usize;
     match &op.step {
+        Step::AwaitApproval { then } if op.approved => {
+            advance(Effect::None, (**then).clone(), "approved by an operator")
+        }
+        Step::AwaitApproval { .. } => Progress::Wait,
         Step::PatchReplicas { replicas } => advance(
             Effect::ScalePool(*replicas),
             Step::AwaitBrokers { replicas: *replicas },

@@ -16,6 +16,7 @@ fn scale(from: u32, to: u32) -> Plan {
             action: Action::ScaleBrokers { from, to },
             rule: "test_rule".into(),
             message: String::new(),
+            approval_required: false,
         }],
         deferred: Vec::new(),
     }
@@ -33,11 +34,11 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(shared: Arc<Shared>) -> Self {
+    async fn new(shared: Arc<Shared>) -> Self {
         let sim = fixtures::sim(3, HOT);
         let recorder = Arc::new(Recorder::default());
         let events = Events::new(vec![recorder.clone() as Arc<dyn Sink>]);
-        let exec = ClusterExecutor::new("test", sim.backends(), shared, events).unwrap();
+        let exec = ClusterExecutor::new("test", sim.backends(), shared, events).await.unwrap();
         Self { sim, exec, tracker: BrokerTracker::default(), recorder }
     }
 
@@ -83,7 +84,7 @@ impl Harness {
 
 #[tokio::test]
 async fn scale_up_runs_every_step_and_succeeds() {
-    let mut h = Harness::new(Shared::new(limits(), false, Arc::new(MemoryJournal::default())));
+    let mut h = Harness::new(Shared::new(limits(), false, Arc::new(MemoryJournal::default()))).await;
     h.tick(&scale(3, 5)).await;
     assert!(h.exec.operation().is_some());
     h.run_until_idle(Duration::from_secs(3600)).await;
@@ -106,7 +107,7 @@ async fn scale_up_runs_every_step_and_succeeds() {
 
 #[tokio::test]
 async fn dry_run_changes_nothing() {
-    let mut h = Harness::new(Shared::new(limits(), true, Arc::new(MemoryJournal::default())));
+    let mut h = Harness::new(Shared::new(limits(), true, Arc::new(MemoryJournal::default()))).await;
     h.tick(&scale(3, 5)).await;
     assert!(h.exec.operation().is_none());
     assert_eq!(h.outcomes(), vec![Outcome::DryRun]);
@@ -116,7 +117,7 @@ async fn dry_run_changes_nothing() {
 
 #[tokio::test]
 async fn one_operation_per_cluster() {
-    let mut h = Harness::new(Shared::new(limits(), false, Arc::new(MemoryJournal::default())));
+    let mut h = Harness::new(Shared::new(limits(), false, Arc::new(MemoryJournal::default()))).await;
     h.tick(&scale(3, 5)).await;
     advance(&h.sim, Duration::from_secs(30));
     h.tick(&scale(3, 4)).await;
@@ -127,16 +128,16 @@ async fn one_operation_per_cluster() {
 async fn the_global_rate_limit_and_concurrency_hold_across_clusters() {
     let limited = Limits { actions_per_minute: 1, concurrent_actions: 5, ..Limits::default() };
     let shared = Shared::new(limited, false, Arc::new(MemoryJournal::default()));
-    let mut a = Harness::new(shared.clone());
-    let mut b = Harness::new(shared.clone());
+    let mut a = Harness::new(shared.clone()).await;
+    let mut b = Harness::new(shared.clone()).await;
     a.tick(&scale(3, 5)).await;
     b.tick(&scale(3, 5)).await;
     assert!(b.deferred().iter().any(|w| w.contains("rate limit")), "{:?}", b.deferred());
 
     let one_at_a_time = Limits { actions_per_minute: 60, concurrent_actions: 1, ..Limits::default() };
     let shared = Shared::new(one_at_a_time, false, Arc::new(MemoryJournal::default()));
-    let mut a = Harness::new(shared.clone());
-    let mut b = Harness::new(shared.clone());
+    let mut a = Harness::new(shared.clone()).await;
+    let mut b = Harness::new(shared.clone()).await;
     a.tick(&scale(3, 5)).await;
     b.tick(&scale(3, 5)).await;
     assert!(b.deferred().iter().any(|w| w.contains("already in flight across clusters")), "{:?}", b.deferred());
@@ -150,14 +151,15 @@ async fn a_restart_resumes_from_the_journal_without_repeating() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.json");
     let journal: Arc<dyn Journal> = Arc::new(FileJournal::open(&path).unwrap());
-    let mut h = Harness::new(Shared::new(limits(), false, journal));
+    let mut h = Harness::new(Shared::new(limits(), false, journal)).await;
     h.tick(&scale(3, 5)).await;
     let id = h.exec.operation().unwrap().id.clone();
     // The agent dies here; a new one opens the same journal file.
     let reopened: Arc<dyn Journal> = Arc::new(FileJournal::open(&path).unwrap());
     let recorder = Arc::new(Recorder::default());
     let events = Events::new(vec![recorder.clone() as Arc<dyn Sink>]);
-    let exec = ClusterExecutor::new("test", h.sim.backends(), Shared::new(limits(), false, reopened), events).unwrap();
+    let exec =
+        ClusterExecutor::new("test", h.sim.backends(), Shared::new(limits(), false, reopened), events).await.unwrap();
     let op = exec.operation().expect("operation resumed");
     assert_eq!(op.id, id);
     assert_eq!(op.step, Step::AwaitBrokers { replicas: 5 });
@@ -167,7 +169,7 @@ async fn a_restart_resumes_from_the_journal_without_repeating() {
     assert_eq!(h.outcomes(), vec![Outcome::Succeeded]);
     let calls = h.sim.lock().unwrap().calls().to_vec();
     assert_eq!(calls.iter().filter(|c| c.starts_with("scale_node_pool")).count(), 1, "patched once: {calls:?}");
-    let left = FileJournal::open(&path).unwrap().load().unwrap();
+    let left = FileJournal::open(&path).unwrap().load().await.unwrap();
     assert!(left.is_empty(), "finished operations leave the journal: {left:?}");
 }
 
@@ -181,23 +183,26 @@ async fn an_interrupted_pod_deletion_is_not_repeated() {
     };
     let mut op = Operation::start(
         "op-1".into(),
-        Action::RestartPod { broker: 1 },
-        "r".into(),
-        String::new(),
+        &Planned {
+            action: Action::RestartPod { broker: 1 },
+            rule: "r".into(),
+            message: String::new(),
+            approval_required: false,
+        },
         &s,
         s.at,
         Duration::from_secs(600),
     );
     op.effect_started = true;
-    FileJournal::open(&path).unwrap().save(&op).unwrap();
+    FileJournal::open(&path).unwrap().save(&op).await.unwrap();
     let shared = Shared::new(limits(), false, Arc::new(FileJournal::open(&path).unwrap()));
-    let exec = ClusterExecutor::new("test", fixtures::sim(3, HOT).backends(), shared, Events::default()).unwrap();
+    let exec = ClusterExecutor::new("test", fixtures::sim(3, HOT).backends(), shared, Events::default()).await.unwrap();
     assert_eq!(exec.operation().unwrap().step, Step::AwaitBroker { broker: 1 });
 }
 
 #[tokio::test]
 async fn a_failed_broker_during_reassignment_rolls_back() {
-    let mut h = Harness::new(Shared::new(limits(), false, Arc::new(MemoryJournal::default())));
+    let mut h = Harness::new(Shared::new(limits(), false, Arc::new(MemoryJournal::default()))).await;
     h.tick(&scale(3, 5)).await;
     // Let the brokers join and the moves start, then kill a broker.
     for _ in 0..4 {
@@ -217,9 +222,14 @@ async fn a_failed_broker_during_reassignment_rolls_back() {
 
 #[tokio::test]
 async fn a_rejected_request_fails_the_operation() {
-    let mut h = Harness::new(Shared::new(limits(), false, Arc::new(MemoryJournal::default())));
+    let mut h = Harness::new(Shared::new(limits(), false, Arc::new(MemoryJournal::default()))).await;
     h.tick(&Plan {
-        actions: vec![Planned { action: Action::RestartPod { broker: 9 }, rule: "r".into(), message: String::new() }],
+        actions: vec![Planned {
+            action: Action::RestartPod { broker: 9 },
+            rule: "r".into(),
+            message: String::new(),
+            approval_required: false,
+        }],
         deferred: Vec::new(),
     })
     .await;
@@ -238,9 +248,29 @@ impl LeaderGate for Follower {
 #[tokio::test]
 async fn a_follower_never_acts() {
     let shared = Shared::with_leader(limits(), false, Arc::new(MemoryJournal::default()), Arc::new(Follower));
-    let mut h = Harness::new(shared);
+    let mut h = Harness::new(shared).await;
     h.tick(&scale(3, 5)).await;
     assert!(h.exec.operation().is_none());
     assert!(h.deferred().iter().any(|w| w.contains("leader lease")), "{:?}", h.deferred());
     assert!(h.sim.lock().unwrap().calls().is_empty());
+}
+
+#[tokio::test]
+async fn an_operation_needing_approval_waits_for_it() {
+    let journal = Arc::new(MemoryJournal::default());
+    let mut h = Harness::new(Shared::new(limits(), false, journal.clone())).await;
+    let mut plan = scale(3, 5);
+    plan.actions[0].approval_required = true;
+    h.tick(&plan).await;
+    for _ in 0..3 {
+        advance(&h.sim, Duration::from_secs(30));
+        h.tick(&Plan::default()).await;
+    }
+    let op = h.exec.operation().unwrap().clone();
+    assert!(matches!(op.step, Step::AwaitApproval { .. }), "{:?}", op.step);
+    assert!(h.sim.lock().unwrap().calls().is_empty(), "nothing done before approval");
+    journal.approve(&op.id).unwrap();
+    h.run_until_idle(Duration::from_secs(3600)).await;
+    assert_eq!(h.outcomes(), vec![Outcome::Succeeded]);
+    assert_eq!(h.sim.lock().unwrap().node_pool_replicas(), 5);
 }

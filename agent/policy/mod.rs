@@ -372,12 +372,20 @@ fn decision(package: &str, item: serde_json::Value) -> Result<Decision, Error> {
         Some(serde_json::Value::String(m)) => m,
         _ => String::new(),
     };
+    let approval_required = match map.remove("approval_required") {
+        None | Some(serde_json::Value::Bool(false)) => false,
+        Some(serde_json::Value::Bool(true)) => true,
+        Some(other) => {
+            let message = format!("`approval_required` must be true or false, not {other}");
+            return Err(Error::Decision { package: package.to_owned(), rule, message });
+        }
+    };
     let request: Request = serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| Error::Decision {
         package: package.to_owned(),
         rule: rule.clone(),
         message: e.to_string(),
     })?;
-    Ok(Decision { package: package.to_owned(), rule, message, request })
+    Ok(Decision { package: package.to_owned(), rule, message, request, approval_required })
 }
 
 /// Result of checking the policy directory for changes.

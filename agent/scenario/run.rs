@@ -143,6 +143,7 @@ pub async fn run(s: &Scenario, opts: RunOptions) -> Result<Report, Error> {
     let shared = Shared::new(limits.clone(), s.dry_run, Arc::new(MemoryJournal::default()));
     let settings = PipelineSettings { region: "simulation".into(), dry_run: s.dry_run, limits };
     let mut agent = ClusterAgent::new(&s.cluster.name, settings, driver.backend().backends(), shared, events.clone())
+        .await
         .map_err(|source| Error::Journal { name: s.name.clone(), source })?;
     let status_every = Duration::from_secs(300);
     let mut t = Duration::ZERO;
