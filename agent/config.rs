@@ -109,7 +109,24 @@ struct RawConfig {
     audit_log: Option<PathBuf>,
     #[serde(default)]
     leader_election: Option<RawLeaderElection>,
+    #[serde(default)]
+    kubernetes_journal: Option<RawKubernetesJournal>,
     clusters: Vec<RawCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKubernetesJournal {
+    namespace: String,
+    #[serde(default)]
+    kubernetes_url: Option<String>,
+}
+
+/// Journal operations as `AutopilotOperation` objects instead of a local file.
+#[derive(Clone, Debug, Serialize)]
+pub struct KubernetesJournal {
+    pub namespace: String,
+    pub kubernetes: KubernetesConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -298,6 +315,8 @@ pub struct Config {
     pub audit_log: Option<PathBuf>,
     /// Lease-based leader election; none means this is the only agent of the region.
     pub leader_election: Option<LeaderElection>,
+    /// Journal in Kubernetes (survives the agent's pod moving); none uses `journal_path`.
+    pub kubernetes_journal: Option<KubernetesJournal>,
     pub clusters: Vec<ClusterConfig>,
 }
 
@@ -438,6 +457,7 @@ fn validate(raw: RawConfig, file: &Path) -> Result<Config, Error> {
         journal_path,
         audit_log,
         leader_election,
+        kubernetes_journal,
         clusters,
     } = raw;
     if region.trim().is_empty() {
@@ -448,6 +468,18 @@ fn validate(raw: RawConfig, file: &Path) -> Result<Config, Error> {
     }
     let base = file.parent().unwrap_or_else(|| Path::new("."));
     let leader_election = leader_election.map(|l| validate_leader(l, &region, file)).transpose()?;
+    let kubernetes_journal = kubernetes_journal
+        .map(|RawKubernetesJournal { namespace, kubernetes_url }| {
+            if !is_dns_label(&namespace) {
+                return Err(invalid(
+                    file,
+                    "kubernetes_journal.namespace",
+                    format!("{namespace:?} is not a Kubernetes name"),
+                ));
+            }
+            Ok(KubernetesJournal { namespace, kubernetes: KubernetesConfig { url: kubernetes_url } })
+        })
+        .transpose()?;
     let limits = validate_limits(limits, interval, file)?;
     let RawPolicy { dir, eval_timeout, reload_interval } = policy;
     if eval_timeout.is_zero() {
@@ -478,6 +510,7 @@ fn validate(raw: RawConfig, file: &Path) -> Result<Config, Error> {
         journal_path: base.join(journal_path),
         audit_log: audit_log.map(|p| base.join(p)),
         leader_election,
+        kubernetes_journal,
         clusters: validated,
     })
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::act::{FileJournal, Shared};
+use crate::act::{FileJournal, Journal, KubeJournal, Shared};
 use crate::agent::{self, ClusterAgent, PipelineSettings, SharedPolicies};
 use crate::backend::Backends;
 use crate::config::{BackendKind, ClusterConfig, Config};
@@ -33,7 +33,7 @@ pub enum Error {
     RealBackend { cluster: String, source: crate::backend::Error },
     #[error("failed to listen on {addr}")]
     Listen { addr: String, source: std::io::Error },
-    #[error("leader election")]
+    #[error("Kubernetes client for leader election or the journal")]
     Leader { source: crate::backend::Error },
     #[error("failed to install the metrics recorder: {message}")]
     Metrics { message: String },
@@ -65,12 +65,20 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
         journal_path,
         audit_log,
         leader_election,
+        kubernetes_journal,
         clusters,
     } = config;
     let mut store =
         PolicyStore::open(&policy.dir, None, policy.eval_timeout).map_err(|source| Error::Policy { source })?;
     let policies: SharedPolicies = Arc::new(RwLock::new(store.current()));
-    let journal = FileJournal::open(&journal_path).map_err(|source| Error::Journal { source })?;
+    let journal: Arc<dyn Journal> = match &kubernetes_journal {
+        Some(k) => {
+            let client =
+                crate::backend::kube::client(&k.kubernetes).await.map_err(|source| Error::Leader { source })?;
+            Arc::new(KubeJournal::new(client, &k.namespace, &region))
+        }
+        None => Arc::new(FileJournal::open(&journal_path).map_err(|source| Error::Journal { source })?),
+    };
     let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
     if let Some(path) = &audit_log {
         let audit = AuditLog::open(path).map_err(|source| Error::Audit { path: path.display().to_string(), source })?;
@@ -91,7 +99,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
             Arc::new(elector)
         }
     };
-    let shared = Shared::with_leader(limits.clone(), dry_run, Arc::new(journal), leader);
+    let shared = Shared::with_leader(limits.clone(), dry_run, journal, leader);
     let names: Vec<String> = clusters.iter().map(|c| c.name.clone()).collect();
     let (_triggers, mut receivers) = agent::trigger_channels(&names);
     for cluster in &clusters {

@@ -152,3 +152,98 @@ async fn one_agent_holds_the_lease() {
     assert!(!a.try_acquire_or_renew(later).await.unwrap());
     assert!(!a.is_leader() && b.is_leader());
 }
+
+mod journal {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use autopilot::act::kube_journal::{api_resource, object_name, ANNOTATION_APPROVE};
+    use autopilot::act::{ClusterExecutor, Journal, KubeJournal, Shared, Step};
+    use autopilot::backend::sim::{ClusterSpec, Load, SimBackend, SimCluster};
+    use autopilot::config::Limits;
+    use autopilot::events::Events;
+    use autopilot::plan::{Action, Plan, Planned};
+    use autopilot::snapshot::{self, BrokerTracker, SnapshotOptions};
+    use autopilot::time::Timestamp;
+    use kube::api::{Api, Patch, PatchParams};
+    use kube::core::DynamicObject;
+    use serde_json::json;
+
+    use super::{reset, Stack, SERIAL};
+
+    async fn snapshot(sim: &SimBackend) -> autopilot::snapshot::Snapshot {
+        let now = sim.lock().unwrap().now();
+        let obs = autopilot::collect::collect("test", &sim.backends(), Duration::from_secs(900), now).await;
+        let opts = SnapshotOptions {
+            conditions: Vec::new(),
+            max_data_age: Duration::from_secs(90),
+            heartbeat_timeout: Duration::from_secs(30),
+        };
+        snapshot::build(&obs, &opts, &mut BrokerTracker::default(), now)
+    }
+
+    fn scale(approval_required: bool) -> Plan {
+        Plan {
+            actions: vec![Planned {
+                action: Action::ScaleBrokers { from: 3, to: 5 },
+                rule: "r".into(),
+                message: "m".into(),
+                approval_required,
+            }],
+            deferred: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn operations_live_in_kubernetes_and_survive_the_agent_moving() {
+        let stack = Stack::get();
+        let _turn = SERIAL.lock().await;
+        let client = reset(&stack).await;
+        let mut c = SimCluster::new(ClusterSpec::uniform("test", 3, 4), Timestamp::now()).unwrap();
+        c.set_load(Load { cpu: 0.8, memory: 0.85 });
+        c.advance_to(Timestamp::now() + Duration::from_secs(60));
+        let sim = SimBackend::new(c);
+        let journal: Arc<dyn Journal> = Arc::new(KubeJournal::new(client.clone(), "kafka", "e2e"));
+        let shared = Shared::new(Limits::default(), false, journal.clone());
+        let mut first = ClusterExecutor::new("test", sim.backends(), shared, Events::default()).await.unwrap();
+        let s = snapshot(&sim).await;
+        first.apply(&scale(true), &s, s.at).await;
+        let id = first.operation().unwrap().id.clone();
+
+        // What `kubectl get autopilotoperations` shows.
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "kafka", &api_resource());
+        let o = api.get(&object_name(&id)).await.unwrap();
+        assert_eq!(o.data["spec"]["kind"], "scale_brokers");
+        assert_eq!(o.data["status"]["phase"], "AwaitingApproval");
+        assert_eq!(o.data["status"]["step"], "await_approval");
+        assert!(!journal.approved(&id).await.unwrap());
+
+        // The agent's pod moves: a new process, a new client, the same operation.
+        drop(first);
+        let client2 =
+            autopilot::backend::kube::client(&autopilot::config::KubernetesConfig { url: Some(stack.kube.clone()) })
+                .await
+                .unwrap();
+        let journal2: Arc<dyn Journal> = Arc::new(KubeJournal::new(client2, "kafka", "e2e"));
+        let shared2 = Shared::new(Limits::default(), false, journal2.clone());
+        let mut second = ClusterExecutor::new("test", sim.backends(), shared2, Events::default()).await.unwrap();
+        let resumed = second.operation().expect("resumed from Kubernetes").clone();
+        assert_eq!(resumed.id, id);
+        assert!(matches!(resumed.step, Step::AwaitApproval { .. }));
+
+        // An operator approves, like `strimzi.io/rebalance=approve`.
+        let patch = json!({"metadata": {"annotations": {ANNOTATION_APPROVE: "true"}}});
+        api.patch(&object_name(&id), &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        let s = snapshot(&sim).await;
+        second.progress(&s, s.at + Duration::from_secs(1)).await;
+        assert_eq!(sim.lock().unwrap().node_pool_replicas(), 5, "acted once approved");
+        let o = api.get(&object_name(&id)).await.unwrap();
+        assert_eq!(o.data["status"]["phase"], "Running");
+        assert_eq!(o.data["status"]["step"], "await_brokers");
+
+        // Finished operations leave the journal.
+        journal2.remove(&id).await.unwrap();
+        assert!(api.get_opt(&object_name(&id)).await.unwrap().is_none());
+        assert!(journal2.load().await.unwrap().is_empty());
+    }
+}

@@ -7,6 +7,7 @@
 //! effect, so a restart resumes or rolls back instead of repeating.
 
 pub mod journal;
+pub mod kube_journal;
 pub mod operation;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +30,7 @@ use crate::snapshot::Snapshot;
 use crate::telemetry;
 use crate::time::Timestamp;
 pub use journal::{FileJournal, Journal, MemoryJournal};
+pub use kube_journal::KubeJournal;
 pub use operation::{Effect, Operation, Progress, Step};
 
 /// Transitions one tick may make on one operation (an immediate step chain, bounded).
