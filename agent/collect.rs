@@ -61,6 +61,10 @@ pub struct TopicMetadata {
     pub name: String,
     pub partitions: Vec<PartitionMetadata>,
     pub min_insync_replicas: Option<u32>,
+    /// `retention.ms`; -1 keeps records forever; none when the broker did not say.
+    pub retention_ms: Option<i64>,
+    /// `retention.bytes` per partition; -1 is unlimited.
+    pub retention_bytes: Option<i64>,
 }
 
 /// A partition reassignment in progress (KIP-455).
@@ -113,6 +117,8 @@ pub struct PvcObservation {
     pub phase: String,
     pub capacity_bytes: Option<u64>,
     pub requested_bytes: u64,
+    /// Conditions that are true, such as `Resizing` or `FileSystemResizePending`.
+    pub conditions: Vec<String>,
 }
 
 /// The Strimzi `KafkaNodePool` holding the brokers.

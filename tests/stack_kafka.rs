@@ -39,7 +39,9 @@ fn adapter(bootstrap: &str, timeout: Duration) -> KafkaCluster {
 async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1)).set("min.insync.replicas", "1");
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
+        .set("min.insync.replicas", "1")
+        .set("retention.ms", "3600000");
     let r =
         admin.create_topics(&[new], &AdminOptions::new().request_timeout(Some(Duration::from_secs(10)))).await.unwrap();
     r.into_iter().for_each(|x| {
@@ -94,6 +96,7 @@ async fn describes_brokers_topics_configs_and_group_lag() {
     let t = o.topics.iter().find(|x| x.name == topic).unwrap_or_else(|| panic!("{topic} not in {:?}", o.topics));
     assert_eq!(t.partitions.len(), 3);
     assert_eq!(t.min_insync_replicas, Some(1));
+    assert_eq!(t.retention_ms, Some(3_600_000));
     let broker = o.brokers[0].id;
     assert!(t
         .partitions

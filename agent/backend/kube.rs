@@ -198,6 +198,10 @@ fn pvc_observation(broker: i32, pvc: &PersistentVolumeClaim) -> PvcObservation {
     PvcObservation {
         name: pvc.metadata.name.clone().unwrap_or_default(),
         broker,
+        conditions: status
+            .and_then(|s| s.conditions.as_ref())
+            .map(|cs| cs.iter().filter(|c| c.status == "True").map(|c| c.type_.clone()).collect())
+            .unwrap_or_default(),
         phase: status.and_then(|s| s.phase.clone()).unwrap_or_else(|| "Pending".into()),
         capacity_bytes: quantity(status.and_then(|s| s.capacity.as_ref()).and_then(|c| c.get("storage"))),
         requested_bytes: quantity(

@@ -30,6 +30,8 @@ pub struct TopicInput<'a> {
     pub name: &'a str,
     pub replication_factor: u32,
     pub min_insync_replicas: u32,
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<i64>,
     pub partitions: usize,
 }
 
@@ -103,6 +105,8 @@ pub fn input<'a>(
                     name: &t.name,
                     replication_factor: t.replication_factor,
                     min_insync_replicas: t.min_insync_replicas,
+                    retention_ms: t.retention_ms,
+                    retention_bytes: t.retention_bytes,
                     partitions: t.partitions.len(),
                 })
                 .collect(),

@@ -95,6 +95,8 @@ pub struct TopicSnapshot {
     pub replication_factor: u32,
     /// Kafka's default (1) when the topic does not set it.
     pub min_insync_replicas: u32,
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<i64>,
     pub partitions: Vec<PartitionSnapshot>,
 }
 
@@ -282,6 +284,8 @@ fn topics(kafka: &KafkaObservation) -> Vec<TopicSnapshot> {
                 name: t.name.clone(),
                 replication_factor: u32::try_from(rf).unwrap_or(u32::MAX),
                 min_insync_replicas: min_isr,
+                retention_ms: t.retention_ms,
+                retention_bytes: t.retention_bytes,
                 partitions,
             }
         })

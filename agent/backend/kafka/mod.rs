@@ -112,6 +112,8 @@ impl KafkaCluster {
                 .map(|t| TopicMetadata {
                     name: t.name().to_owned(),
                     min_insync_replicas: None,
+                    retention_ms: None,
+                    retention_bytes: None,
                     partitions: t
                         .partitions()
                         .iter()
@@ -142,14 +144,13 @@ impl KafkaCluster {
             .map_err(|e| kafka_error("describe topic configs", e))?;
         for (topic, result) in topics.iter_mut().zip(results) {
             let resource = result.map_err(|e| kafka_error(&format!("configs of topic {}", topic.name), e))?;
+            let value =
+                |key: &str| resource.get(key).and_then(|e| e.value.as_deref()).and_then(|v| v.parse::<i64>().ok());
             // A broker that leaves the key out uses Kafka's default of 1.
-            topic.min_insync_replicas = Some(
-                resource
-                    .get("min.insync.replicas")
-                    .and_then(|e| e.value.as_deref())
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1),
-            );
+            topic.min_insync_replicas =
+                Some(value("min.insync.replicas").and_then(|v| u32::try_from(v).ok()).unwrap_or(1));
+            topic.retention_ms = value("retention.ms");
+            topic.retention_bytes = value("retention.bytes");
         }
         Ok(())
     }

@@ -68,6 +68,8 @@ fn describe(sim: &SimCluster) -> KafkaObservation {
         .map(|t| TopicMetadata {
             name: t.name.clone(),
             min_insync_replicas: Some(t.min_isr),
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            retention_bytes: Some(-1),
             partitions: t
                 .partitions
                 .iter()
@@ -179,6 +181,11 @@ fn observe(sim: &SimCluster) -> KubeObservation {
             phase: p.phase.into(),
             capacity_bytes: (p.phase == "Bound").then_some(p.capacity),
             requested_bytes: sim.storage,
+            conditions: if p.capacity < sim.storage && p.phase == "Bound" {
+                vec!["Resizing".into()]
+            } else {
+                Vec::new()
+            },
         })
         .collect();
     KubeObservation {
