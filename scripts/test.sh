@@ -39,8 +39,9 @@ cargo test --locked --all-targets
 step "autopilot policy test policies"
 cargo run --locked --quiet -- policy test policies
 
-step "autopilot check-config --config examples/autopilot.yaml"
+step "autopilot check-config on examples/*.yaml"
 cargo run --locked --quiet -- check-config --config examples/autopilot.yaml > /dev/null
+cargo run --locked --quiet -- check-config --config examples/autopilot-real.yaml > /dev/null
 
 echo
 echo "all checks passed in $((SECONDS - started))s"
