@@ -634,6 +634,12 @@ fn validate_cluster(raw: RawCluster, i: usize, base: &Path, file: &Path) -> Resu
     if timeout.is_zero() {
         return Err(invalid(file, field("kafka_client.timeout"), "must be greater than zero"));
     }
+    if let Some(p) = properties.get("security.protocol") {
+        if !["plaintext", "ssl"].contains(&p.to_ascii_lowercase().as_str()) {
+            let message = format!("{p:?}: the agent speaks PLAINTEXT or SSL to Kafka (SASL is not supported yet)");
+            return Err(invalid(file, field("kafka_client.properties.security.protocol"), message));
+        }
+    }
     if let Some(key) = properties.keys().find(|k| k.as_str() == "bootstrap.servers" || k.as_str() == "group.id") {
         return Err(invalid(file, field(&format!("kafka_client.properties.{key}")), "set by the agent"));
     }

@@ -112,3 +112,144 @@ async fn a_broker_that_never_answers_times_out_without_blocking() {
     assert!(matches!(e, Error::Timeout { .. }), "{e}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+mod tls {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::process::Command;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use autopilot::backend::kafka::KafkaCluster;
+    use autopilot::config::KafkaClientConfig;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls::ServerConfig;
+    use tokio_rustls::TlsAcceptor;
+
+    use crate::support::responder::Responder;
+
+    fn openssl(args: &[&str], dir: &Path) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl command is needed: apt-get install openssl (scripts/stack.sh installs it)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A CA and a broker certificate for 127.0.0.1 signed by it, as Strimzi's cluster CA signs
+    /// broker certificates. Returns (CA, certificate, key) paths.
+    fn certificate(dir: &Path) -> (String, String, String) {
+        let ca = ["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"];
+        openssl(
+            &[
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=test-cluster-ca",
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                ][..],
+                &ca[..],
+            ]
+            .concat(),
+            dir,
+        );
+        openssl(
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "broker.csr",
+            ],
+            dir,
+        );
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "broker.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                "cert.pem",
+                "-extfile",
+                "ext.cnf",
+            ],
+            dir,
+        );
+        let p = |f: &str| dir.join(f).display().to_string();
+        (p("ca.pem"), p("cert.pem"), p("key.pem"))
+    }
+
+    fn acceptor(cert: &str, key: &str) -> TlsAcceptor {
+        let chain = CertificateDer::pem_file_iter(cert).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        TlsAcceptor::from(Arc::new(ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).unwrap()))
+    }
+
+    fn client(r: &Responder, properties: &[(&str, &str)]) -> Result<KafkaCluster, autopilot::backend::Error> {
+        let properties: BTreeMap<String, String> =
+            properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        KafkaCluster::new(&[r.addr.to_string()], &KafkaClientConfig { timeout: Duration::from_secs(3), properties })
+    }
+
+    #[tokio::test]
+    async fn the_protocol_client_speaks_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = certificate(dir.path());
+        let r = Responder::start_with(3, "events", 2, Some(acceptor(&cert, &key))).await;
+        // Creating the client also creates librdkafka's with security.protocol=SSL, which fails
+        // when librdkafka was built without OpenSSL.
+        let k = client(&r, &[("security.protocol", "SSL"), ("ssl.ca.location", &ca)]).unwrap();
+        let (_, racks) = k.racks().await.unwrap();
+        assert_eq!(racks.len(), 3);
+        // Plaintext against a TLS listener fails (it does not hang or pass).
+        let plain = client(&r, &[]).unwrap();
+        assert!(plain.racks().await.is_err());
+        // A CA that did not sign the broker's certificate is refused.
+        let other = tempfile::tempdir().unwrap();
+        let (wrong_ca, _, _) = certificate(other.path());
+        let e = client(&r, &[("security.protocol", "SSL"), ("ssl.ca.location", &wrong_ca)])
+            .unwrap()
+            .racks()
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("TLS handshake"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn misconfigured_tls_is_refused_up_front() {
+        let r = Responder::start(1, "events", 1).await;
+        let e = client(&r, &[("security.protocol", "SSL")]).unwrap_err();
+        assert!(e.to_string().contains("ssl.ca.location"), "{e}");
+        let e = client(&r, &[("security.protocol", "SASL_SSL"), ("ssl.ca.location", "/nope")]).unwrap_err();
+        assert!(e.to_string().contains("SASL") || e.to_string().contains("not supported"), "{e}");
+    }
+}

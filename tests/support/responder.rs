@@ -23,8 +23,8 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{
     decode_request_header_from_buffer, Decodable, Encodable, HeaderVersion, Message, StrBytes,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 type Key = (String, i32);
 
@@ -53,6 +53,16 @@ pub struct Responder {
 impl Responder {
     /// Start a responder with `brokers` brokers in racks a, b, c and one topic.
     pub async fn start(brokers: i32, topic: &str, partitions: i32) -> Responder {
+        Self::start_with(brokers, topic, partitions, None).await
+    }
+
+    /// The same, behind TLS with this acceptor.
+    pub async fn start_with(
+        brokers: i32,
+        topic: &str,
+        partitions: i32,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Responder {
         let mut state = State::default();
         for b in 0..brokers {
             state.racks.insert(b, ["a", "b", "c"][usize::try_from(b).unwrap() % 3].to_owned());
@@ -68,7 +78,19 @@ impl Responder {
         let shared = state.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, shared.clone()));
+                let shared = shared.clone();
+                match tls.clone() {
+                    None => {
+                        tokio::spawn(serve(stream, shared));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(async move {
+                            if let Ok(s) = acceptor.accept(stream).await {
+                                serve(s, shared).await;
+                            }
+                        });
+                    }
+                }
             }
         });
         Responder { addr, state }
@@ -87,7 +109,7 @@ impl Responder {
     }
 }
 
-async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Mutex<State>>) {
     loop {
         let Ok(len) = stream.read_i32().await else { return };
         let mut buf = vec![0u8; usize::try_from(len).unwrap()];

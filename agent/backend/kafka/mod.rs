@@ -86,10 +86,11 @@ impl KafkaCluster {
             client.set(k, v);
         }
         let admin = client.create().map_err(|e| Error::Rejected { message: format!("Kafka client config: {e}") })?;
+        let tls = wire::Tls::from_properties(&config.properties)?;
         Ok(Self {
             config: client,
             timeout: config.timeout,
-            wire: Wire::new(bootstrap.to_vec(), config.timeout),
+            wire: Wire::new(bootstrap.to_vec(), config.timeout, tls),
             admin: Arc::new(admin),
         })
     }

@@ -11,8 +11,14 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
 
 use crate::backend::Error;
 
@@ -20,11 +26,75 @@ use crate::backend::Error;
 const MAX_FRAME: usize = 64 << 20;
 pub const CLIENT_ID: &str = "kafka-autopilot";
 
+/// A byte stream to a broker: plain TCP or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// TLS settings, from the same librdkafka properties the rest of the Kafka client uses
+/// (`security.protocol=SSL`, `ssl.ca.location`, `ssl.certificate.location`, `ssl.key.location`).
+#[derive(Clone)]
+pub struct Tls {
+    connector: TlsConnector,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl Tls {
+    /// TLS from librdkafka-style properties; `None` for a plaintext listener. SASL is refused:
+    /// this client does not speak it yet.
+    pub fn from_properties(properties: &std::collections::BTreeMap<String, String>) -> Result<Option<Tls>, Error> {
+        let protocol =
+            properties.get("security.protocol").map(|p| p.to_ascii_lowercase()).unwrap_or_else(|| "plaintext".into());
+        match protocol.as_str() {
+            "plaintext" => return Ok(None),
+            "ssl" => {}
+            other => {
+                return Err(protocol_err(
+                    "security.protocol",
+                    format!("{other:?} is not supported by the agent's protocol client (PLAINTEXT or SSL)"),
+                ))
+            }
+        }
+        let ca = properties
+            .get("ssl.ca.location")
+            .ok_or_else(|| protocol_err("ssl.ca.location", "required with security.protocol=SSL"))?;
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca).map_err(|e| protocol_err(ca, e))? {
+            roots.add(cert.map_err(|e| protocol_err(ca, e))?).map_err(|e| protocol_err(ca, e))?;
+        }
+        let builder = ClientConfig::builder().with_root_certificates(roots);
+        let config = match (properties.get("ssl.certificate.location"), properties.get("ssl.key.location")) {
+            (Some(cert), Some(key)) => {
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .map_err(|e| protocol_err(cert, e))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| protocol_err(cert, e))?;
+                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| protocol_err(key, e))?;
+                builder.with_client_auth_cert(chain, key).map_err(|e| protocol_err("client certificate", e))?
+            }
+            (None, None) => builder.with_no_client_auth(),
+            _ => {
+                return Err(protocol_err("ssl.certificate.location", "needs ssl.key.location, and the other way round"))
+            }
+        };
+        Ok(Some(Tls { connector: TlsConnector::from(Arc::new(config)) }))
+    }
+}
+
+fn protocol_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Rejected { message: format!("Kafka TLS {what}: {e}") }
+}
+
 /// A Kafka protocol client for admin requests.
 #[derive(Clone, Debug)]
 pub struct Wire {
     bootstrap: Vec<String>,
     timeout: Duration,
+    tls: Option<Tls>,
 }
 
 fn protocol(what: &str, e: impl std::fmt::Display) -> Error {
@@ -35,13 +105,13 @@ fn io(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Unavailable { message: format!("{what}: {e}") }
 }
 
-async fn send_frame(stream: &mut TcpStream, body: &[u8]) -> Result<(), Error> {
+async fn send_frame(stream: &mut Box<dyn Io>, body: &[u8]) -> Result<(), Error> {
     let len = i32::try_from(body.len()).map_err(|_| protocol("request", "too large"))?;
     stream.write_all(&len.to_be_bytes()).await.map_err(|e| io("write", e))?;
     stream.write_all(body).await.map_err(|e| io("write", e))
 }
 
-async fn read_frame(stream: &mut TcpStream) -> Result<Bytes, Error> {
+async fn read_frame(stream: &mut Box<dyn Io>) -> Result<Bytes, Error> {
     let len = stream.read_i32().await.map_err(|e| io("read", e))?;
     let len = usize::try_from(len).map_err(|_| protocol("response", "negative length"))?;
     if len > MAX_FRAME {
@@ -53,7 +123,7 @@ async fn read_frame(stream: &mut TcpStream) -> Result<Bytes, Error> {
 }
 
 struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     correlation: i32,
     versions: Vec<(i16, i16, i16)>,
 }
@@ -101,17 +171,28 @@ impl Connection {
 }
 
 impl Wire {
-    /// A client for these bootstrap servers.
-    pub fn new(bootstrap: Vec<String>, timeout: Duration) -> Self {
-        Self { bootstrap, timeout }
+    /// A client for these bootstrap servers, over TLS when `tls` is given.
+    pub fn new(bootstrap: Vec<String>, timeout: Duration, tls: Option<Tls>) -> Self {
+        Self { bootstrap, timeout, tls }
+    }
+
+    async fn open(&self, addr: &str) -> Result<Box<dyn Io>, Error> {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| io(&format!("connect {addr}"), e))?;
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = &self.tls else { return Ok(Box::new(tcp)) };
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+        let name =
+            ServerName::try_from(host.to_owned()).map_err(|e| protocol_err(&format!("server name {host}"), e))?;
+        let stream =
+            tls.connector.connect(name, tcp).await.map_err(|e| io(&format!("TLS handshake with {addr}"), e))?;
+        Ok(Box::new(stream))
     }
 
     async fn connect(&self) -> Result<Connection, Error> {
         let mut last = Error::Unavailable { message: "no bootstrap servers configured".into() };
         for addr in &self.bootstrap {
-            match TcpStream::connect(addr.as_str()).await {
+            match self.open(addr).await {
                 Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
                     let mut c = Connection { stream, correlation: 0, versions: Vec::new() };
                     // ApiVersions v1 is understood by every broker since Kafka 0.10.
                     let r: ApiVersionsResponse = c.exchange(&ApiVersionsRequest::default(), 1).await?;
@@ -121,7 +202,7 @@ impl Wire {
                     c.versions = r.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
                     return Ok(c);
                 }
-                Err(e) => last = io(&format!("connect {addr}"), e),
+                Err(e) => last = e,
             }
         }
         Err(last)
