@@ -73,6 +73,15 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// `Ok` when a request failed for no partition or resource, else one error naming them all.
+fn all_ok(what: &str, failed: &[String]) -> Result<(), Error> {
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Rejected { message: format!("{what} {}", failed.join("; ")) })
+    }
+}
+
 fn name(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
 }
@@ -271,11 +280,7 @@ impl KafkaCluster {
                 )
             })
             .collect();
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Rejected { message: format!("reassignment refused for {}", failed.join("; ")) })
-        }
+        all_ok("reassignment refused for", &failed)
     }
 }
 
@@ -354,11 +359,7 @@ impl KafkaAdmin for KafkaCluster {
                 )
             })
             .collect();
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Rejected { message: format!("leader election failed for {}", failed.join("; ")) })
-        }
+        all_ok("leader election failed for", &failed)
     }
 
     async fn set_replication_throttle(&self, bytes_per_sec: Option<u64>, topics: &[String]) -> Result<(), Error> {
@@ -400,10 +401,6 @@ impl KafkaAdmin for KafkaCluster {
                 )
             })
             .collect();
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Rejected { message: format!("throttle not set: {}", failed.join("; ")) })
-        }
+        all_ok("throttle not set:", &failed)
     }
 }
