@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -14,7 +14,7 @@ use crate::backend::Backends;
 use crate::collect::{self, Sourced};
 use crate::config::Limits;
 use crate::events::{Body, Event, Events};
-use crate::plan::{self, Decision, Plan};
+use crate::plan::{self, Action, Decision, Plan, Planned, Request};
 use crate::policy::{self, Alert, PolicySet, PolicyStore, Reload};
 use crate::snapshot::{self, BrokerTracker, Snapshot, SnapshotOptions};
 use crate::telemetry;
@@ -36,6 +36,17 @@ pub struct PipelineSettings {
     pub region: String,
     pub dry_run: bool,
     pub limits: Limits,
+    /// Most brokers the cluster may have.
+    pub broker_quota: Option<u32>,
+    /// What one broker costs per hour, for the savings of scaling down.
+    pub cost_per_broker_hour: Option<f64>,
+}
+
+impl PipelineSettings {
+    /// Settings with no quota and no cost figure.
+    pub fn new(region: &str, dry_run: bool, limits: Limits) -> Self {
+        Self { region: region.to_owned(), dry_run, limits, broker_quota: None, cost_per_broker_hour: None }
+    }
 }
 
 /// The pipeline of one cluster and the state it carries between ticks.
@@ -47,6 +58,17 @@ pub struct ClusterAgent {
     tracker: BrokerTracker,
     executor: ClusterExecutor,
     events: Events,
+    /// Largest node pool seen and when savings were last accounted, for the cost report.
+    savings: Savings,
+}
+
+/// The cost saved by running fewer brokers than the largest node pool the agent has seen.
+#[derive(Debug, Default)]
+struct Savings {
+    peak: u32,
+    saved: u32,
+    last: Option<Timestamp>,
+    broker_hours: f64,
 }
 
 impl ClusterAgent {
@@ -59,7 +81,15 @@ impl ClusterAgent {
         events: Events,
     ) -> Result<Self, crate::act::journal::Error> {
         let executor = ClusterExecutor::new(name, backends.clone(), shared, events.clone()).await?;
-        Ok(Self { name: name.to_owned(), settings, backends, tracker: BrokerTracker::default(), executor, events })
+        Ok(Self {
+            name: name.to_owned(),
+            settings,
+            backends,
+            tracker: BrokerTracker::default(),
+            executor,
+            events,
+            savings: Savings::default(),
+        })
     }
 
     /// Cluster name.
@@ -76,8 +106,8 @@ impl ClusterAgent {
         self.events.emit(Event { at: now, cluster: self.name.clone(), body });
     }
 
-    /// One pass: collect -> snapshot -> progress the operation in flight -> policy -> plan -> act.
-    pub async fn tick(&mut self, policies: &PolicySet, alerts: &[Alert], now: Timestamp) -> TickReport {
+    /// Collect and build this instant's snapshot (advancing the broker state machine).
+    async fn observe(&mut self, policies: &PolicySet, now: Timestamp) -> Snapshot {
         let obs = collect::collect(&self.name, &self.backends, self.settings.limits.metrics_window, now).await;
         self.report_sources(&obs, now);
         let settings = policies.settings();
@@ -85,9 +115,17 @@ impl ClusterAgent {
             conditions: settings.conditions.clone(),
             max_data_age: self.settings.limits.max_data_age,
             heartbeat_timeout: settings.heartbeat_timeout,
+            broker_quota: self.settings.broker_quota,
         };
         let snapshot = snapshot::build(&obs, &opts, &mut self.tracker, now);
         self.report_freshness(&snapshot);
+        self.account_savings(&snapshot, now);
+        snapshot
+    }
+
+    /// One pass: collect -> snapshot -> progress the operation in flight -> policy -> plan -> act.
+    pub async fn tick(&mut self, policies: &PolicySet, alerts: &[Alert], now: Timestamp) -> TickReport {
+        let snapshot = self.observe(policies, now).await;
         self.executor.progress(&snapshot, now).await;
         let history = self.executor.history().clone();
         let input = PolicySet::to_input(&policy::input(
@@ -132,6 +170,83 @@ impl ClusterAgent {
         TickReport { snapshot, input: input.unwrap_or_default(), decisions, plan }
     }
 
+    /// An operator asks to scale to `to` brokers. Checked against a fresh snapshot (quota,
+    /// replication floor, replication status, cluster state) and the executor's limits; the
+    /// operation id, or why not. Audited either way.
+    pub async fn request_scale(
+        &mut self,
+        policies: &PolicySet,
+        request: ScaleRequest,
+        source: &str,
+        now: Timestamp,
+    ) -> Result<String, String> {
+        let snapshot = self.observe(policies, now).await;
+        self.executor.progress(&snapshot, now).await;
+        let ScaleRequest { to, drain_timeout } = request;
+        let result = self.start_scale(&snapshot, to, drain_timeout, source, now).await;
+        let (operation, refused) = match &result {
+            Ok(id) => (Some(id.clone()), None),
+            Err(why) => (None, Some(why.clone())),
+        };
+        let request = Request::ScaleBrokers { to, drain_timeout };
+        self.emit(now, Body::Request { source: source.to_owned(), request, operation, refused });
+        result
+    }
+
+    async fn start_scale(
+        &mut self,
+        s: &Snapshot,
+        to: u32,
+        drain_timeout: Option<Duration>,
+        source: &str,
+        now: Timestamp,
+    ) -> Result<String, String> {
+        if let Some(op) = self.executor.operation() {
+            return Err(format!("operation {} ({}) is in flight on this cluster", op.id, op.kind()));
+        }
+        let from = plan::validate_scale(s, to)?;
+        let remove = s.node_pool.as_ref().map(|p| plan::brokers_to_remove(p, from.saturating_sub(to))).unwrap_or_default();
+        let drain_timeout = drain_timeout.unwrap_or(self.settings.limits.drain_timeout);
+        let planned = Planned {
+            action: Action::ScaleBrokers { from, to, remove, drain_timeout },
+            rule: "manual_scale".into(),
+            message: format!("{source} asked for {to} brokers"),
+            approval_required: false,
+        };
+        self.executor.start_requested(&planned, s, now).await
+    }
+
+    /// Export the node pool size and what running below the largest size seen saves.
+    fn account_savings(&mut self, s: &Snapshot, now: Timestamp) {
+        let Some(pool) = s.node_pool.as_ref().filter(|_| s.data.kube.observed) else {
+            return;
+        };
+        metrics::gauge!(telemetry::BROKERS, "cluster" => self.name.clone()).set(f64::from(pool.replicas));
+        let hours = self.savings.last.map_or(0.0, |t| (now - t).as_secs_f64() / 3600.0);
+        // The brokers saved since the last tick are the ones saved before this one's reading.
+        self.savings.broker_hours += f64::from(self.savings.saved) * hours;
+        self.savings.last = Some(now);
+        self.savings.peak = self.savings.peak.max(pool.replicas);
+        let saved = self.savings.peak - pool.replicas;
+        let cost = self.settings.cost_per_broker_hour;
+        if saved != self.savings.saved {
+            let per_hour = cost.map(|c| f64::from(saved) * c);
+            tracing::info!(cluster = %self.name, brokers = pool.replicas, peak = self.savings.peak, saved, per_hour, "brokers below the peak size");
+        }
+        self.savings.saved = saved;
+        let name = self.name.clone();
+        metrics::gauge!(telemetry::BROKER_HOURS_SAVED, "cluster" => name.clone()).set(self.savings.broker_hours);
+        if let Some(c) = cost {
+            metrics::gauge!(telemetry::SAVINGS_PER_HOUR, "cluster" => name.clone()).set(f64::from(saved) * c);
+            metrics::gauge!(telemetry::COST_SAVED, "cluster" => name).set(self.savings.broker_hours * c);
+        }
+    }
+
+    /// Broker-hours saved so far against the largest node pool seen.
+    pub fn broker_hours_saved(&self) -> f64 {
+        self.savings.broker_hours
+    }
+
     fn report_sources(&self, obs: &collect::Observations, now: Timestamp) {
         let sources: [(&str, Option<(&String, &String)>); 3] =
             [("metrics", failed(&obs.metrics)), ("kafka", failed(&obs.kafka)), ("kube", failed(&obs.kube))];
@@ -169,10 +284,35 @@ pub struct Trigger {
     pub alerts: Vec<Alert>,
 }
 
-/// Senders of immediate evaluations, by cluster.
+/// An operator's request to scale a cluster.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScaleRequest {
+    pub to: u32,
+    /// Longest the scale-down may spend draining (default `limits.drain_timeout`).
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub drain_timeout: Option<Duration>,
+}
+
+/// A request for a cluster's task, with where to send the answer.
+#[derive(Debug)]
+pub struct Command {
+    pub request: ScaleRequest,
+    pub source: String,
+    pub reply: oneshot::Sender<Result<String, String>>,
+}
+
+/// What a cluster's task listens to besides its interval.
+#[derive(Debug)]
+pub struct Inbox {
+    pub triggers: mpsc::Receiver<Trigger>,
+    pub commands: mpsc::Receiver<Command>,
+}
+
+/// Senders of immediate evaluations and operator requests, by cluster.
 #[derive(Clone, Debug, Default)]
 pub struct Triggers {
     senders: BTreeMap<String, mpsc::Sender<Trigger>>,
+    commands: BTreeMap<String, mpsc::Sender<Command>>,
 }
 
 impl Triggers {
@@ -184,6 +324,23 @@ impl Triggers {
         };
         metrics::counter!(telemetry::TRIGGERS, "cluster" => cluster.to_owned()).increment(1);
         tx.try_send(trigger).is_ok()
+    }
+
+    /// The clusters this agent runs.
+    pub fn clusters(&self) -> impl Iterator<Item = &str> {
+        self.senders.keys().map(String::as_str)
+    }
+
+    /// Ask `cluster`'s task to scale; the operation id or why not. `None` when the cluster is
+    /// unknown.
+    pub async fn scale(&self, cluster: &str, request: ScaleRequest, source: &str) -> Option<Result<String, String>> {
+        let tx = self.commands.get(cluster)?;
+        let (reply, answer) = oneshot::channel();
+        let command = Command { request, source: source.to_owned(), reply };
+        if tx.send(command).await.is_err() {
+            return Some(Err("the cluster's task has stopped".into()));
+        }
+        Some(answer.await.unwrap_or_else(|_| Err("the cluster's task dropped the request".into())))
     }
 }
 
@@ -220,7 +377,7 @@ pub async fn run_cluster(
     mut agent: ClusterAgent,
     policies: SharedPolicies,
     interval: Duration,
-    mut triggers: mpsc::Receiver<Trigger>,
+    mut inbox: Inbox,
     cancel: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(interval);
@@ -229,7 +386,13 @@ pub async fn run_cluster(
         let (alerts, cause) = tokio::select! {
             () = cancel.cancelled() => return,
             _ = ticker.tick() => (Vec::new(), "interval"),
-            Some(t) = triggers.recv() => (t.alerts, "trigger"),
+            Some(t) = inbox.triggers.recv() => (t.alerts, "trigger"),
+            Some(c) = inbox.commands.recv() => {
+                let Ok(set) = policies.read().map(|p| Arc::clone(&p)) else { return };
+                let answer = agent.request_scale(&set, c.request, &c.source, Timestamp::now()).await;
+                let _ = c.reply.send(answer);
+                continue;
+            }
         };
         let set = match policies.read() {
             Ok(p) => Arc::clone(&p),
@@ -244,14 +407,16 @@ pub async fn run_cluster(
     }
 }
 
-/// Create the trigger channel of each cluster.
-pub fn trigger_channels(names: &[String]) -> (Triggers, BTreeMap<String, mpsc::Receiver<Trigger>>) {
+/// Create the trigger and command channels of each cluster.
+pub fn trigger_channels(names: &[String]) -> (Triggers, BTreeMap<String, Inbox>) {
     let mut triggers = Triggers::default();
     let mut receivers = BTreeMap::new();
     for n in names {
         let (tx, rx) = mpsc::channel(1);
+        let (ctx, crx) = mpsc::channel(8);
         triggers.senders.insert(n.clone(), tx);
-        receivers.insert(n.clone(), rx);
+        triggers.commands.insert(n.clone(), ctx);
+        receivers.insert(n.clone(), Inbox { triggers: rx, commands: crx });
     }
     (triggers, receivers)
 }
@@ -287,7 +452,7 @@ mod tests {
         let mut backends = sim.backends();
         backends.metrics = Arc::new(Counting(backends.metrics.clone(), ticks.clone()));
         let shared = Shared::new(Limits::default(), true, Arc::new(MemoryJournal::default()));
-        let settings = PipelineSettings { region: "test".into(), dry_run: true, limits: Limits::default() };
+        let settings = PipelineSettings::new("test", true, Limits::default());
         let agent = ClusterAgent::new("test", settings, backends, shared, Events::default()).await.unwrap();
         let policies: SharedPolicies =
             Arc::new(RwLock::new(Arc::new(PolicySet::embedded(None, Duration::from_secs(1)).unwrap())));

@@ -129,6 +129,10 @@ pub struct NodePoolObservation {
     pub storage_bytes: u64,
     /// Node IDs Strimzi assigned (`status.nodeIds`).
     pub node_ids: Vec<i32>,
+    /// Brokers an operator asked Strimzi to remove first on scale-down
+    /// (`strimzi.io/remove-node-ids`).
+    #[serde(default)]
+    pub remove_node_ids: Vec<i32>,
 }
 
 /// A certificate read from a Strimzi secret.

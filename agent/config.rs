@@ -199,6 +199,25 @@ struct RawLimits {
     metrics_window: Duration,
     #[serde(default = "default_throttle")]
     replication_throttle: Option<Bytes>,
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    drain_timeout: Duration,
+    #[serde(default = "default_moves_per_broker")]
+    moves_per_broker: u32,
+    #[serde(default = "default_moves_per_cluster")]
+    moves_per_cluster: u32,
+}
+
+const fn default_drain_timeout() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+
+// Cruise Control's defaults: 5 concurrent partition movements per broker.
+const fn default_moves_per_broker() -> u32 {
+    5
+}
+
+const fn default_moves_per_cluster() -> u32 {
+    100
 }
 
 fn default_throttle() -> Option<Bytes> {
@@ -216,6 +235,9 @@ impl Default for RawLimits {
             max_data_age: default_max_data_age(),
             metrics_window: default_metrics_window(),
             replication_throttle: default_throttle(),
+            drain_timeout: default_drain_timeout(),
+            moves_per_broker: default_moves_per_broker(),
+            moves_per_cluster: default_moves_per_cluster(),
         }
     }
 }
@@ -252,6 +274,10 @@ struct RawCluster {
     backend: BackendKind,
     #[serde(default)]
     simulation: Option<PathBuf>,
+    #[serde(default)]
+    broker_quota: Option<u32>,
+    #[serde(default)]
+    cost_per_broker_hour: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -353,6 +379,14 @@ pub struct Limits {
     pub metrics_window: Duration,
     /// Replication throttle while partitions move, bytes per second per broker; none disables.
     pub replication_throttle: Option<u64>,
+    /// A scale-down whose brokers are not drained this long after it started rolls back
+    /// (unless the request names its own).
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Partition reassignments in flight at once that load one broker (as source or target).
+    pub moves_per_broker: u32,
+    /// Partition reassignments in flight at once on one cluster.
+    pub moves_per_cluster: u32,
 }
 
 impl Limits {
@@ -374,6 +408,9 @@ impl Default for Limits {
             max_data_age: raw.max_data_age,
             metrics_window: raw.metrics_window,
             replication_throttle: raw.replication_throttle.map(|b| b.0),
+            drain_timeout: raw.drain_timeout,
+            moves_per_broker: raw.moves_per_broker,
+            moves_per_cluster: raw.moves_per_cluster,
         }
     }
 }
@@ -396,6 +433,11 @@ pub struct ClusterConfig {
     pub backend: BackendKind,
     /// Scenario file whose cluster the simulated backend models; none uses the built-in one.
     pub simulation: Option<PathBuf>,
+    /// Most brokers this cluster may have (its share of the platform's capacity); the policies
+    /// and manual scaling never go above it.
+    pub broker_quota: Option<u32>,
+    /// What one broker costs per hour, for reporting the savings of scaling down.
+    pub cost_per_broker_hour: Option<f64>,
 }
 
 /// Prometheus endpoint and PromQL overrides of one cluster.
@@ -543,7 +585,13 @@ fn validate_limits(raw: RawLimits, interval: Duration, file: &Path) -> Result<Li
         max_data_age,
         metrics_window,
         replication_throttle,
+        drain_timeout,
+        moves_per_broker,
+        moves_per_cluster,
     } = raw;
+    if moves_per_broker == 0 || moves_per_cluster == 0 {
+        return Err(invalid(file, "limits.moves_per_broker", "moves_per_broker and moves_per_cluster must be at least 1"));
+    }
     if concurrent_actions == 0 {
         return Err(invalid(file, "limits.concurrent_actions", "must be at least 1"));
     }
@@ -579,6 +627,9 @@ fn validate_limits(raw: RawLimits, interval: Duration, file: &Path) -> Result<Li
         max_data_age,
         metrics_window,
         replication_throttle: replication_throttle.map(|b| b.0),
+        drain_timeout,
+        moves_per_broker,
+        moves_per_cluster,
     })
 }
 
@@ -602,6 +653,8 @@ fn validate_cluster(raw: RawCluster, i: usize, base: &Path, file: &Path) -> Resu
         kubernetes,
         backend,
         simulation,
+        broker_quota,
+        cost_per_broker_hour,
     } = raw;
     let field = |f: &str| format!("clusters[{i}].{f}");
     for (f, v) in [("name", &name), ("namespace", &namespace), ("node_pool", &node_pool)] {
@@ -628,6 +681,12 @@ fn validate_cluster(raw: RawCluster, i: usize, base: &Path, file: &Path) -> Resu
     }
     if simulation.is_some() && backend != BackendKind::Simulated {
         return Err(invalid(file, field("simulation"), "only valid with backend `simulated`"));
+    }
+    if broker_quota == Some(0) {
+        return Err(invalid(file, field("broker_quota"), "must be at least 1"));
+    }
+    if cost_per_broker_hour.is_some_and(|c| !c.is_finite() || c < 0.0) {
+        return Err(invalid(file, field("cost_per_broker_hour"), "must be a non-negative number"));
     }
     let RawKafka { timeout, properties } = kafka_client;
     let timeout = timeout.map_or(default_kafka_timeout(), |t| *t);
@@ -658,6 +717,8 @@ fn validate_cluster(raw: RawCluster, i: usize, base: &Path, file: &Path) -> Resu
         kubernetes: KubernetesConfig { url },
         backend,
         simulation: simulation.map(|p| base.join(p)),
+        broker_quota,
+        cost_per_broker_hour,
     })
 }
 

@@ -13,6 +13,7 @@ use crate::backend::Backends;
 use crate::config::{BackendKind, ClusterConfig, Config};
 use crate::events::{AuditLog, Events, Sink};
 use crate::http::{self, AppState};
+use crate::operations::OperationLog;
 use crate::leader::{AlwaysLeader, LeaderGate, LeaseElector};
 use crate::policy::PolicyStore;
 use crate::scenario::{self, Driver, Scenario};
@@ -84,6 +85,8 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
         let audit = AuditLog::open(path).map_err(|source| Error::Audit { path: path.display().to_string(), source })?;
         sinks.push(Arc::new(audit));
     }
+    let operations = Arc::new(OperationLog::default());
+    sinks.push(operations.clone());
     let events = Events::new(sinks);
     let mut tasks = JoinSet::new();
     // Events and the Lease name this agent instance: the pod name in Kubernetes, else the host.
@@ -101,7 +104,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
     };
     let shared = Shared::with_leader(limits.clone(), dry_run, journal, leader);
     let names: Vec<String> = clusters.iter().map(|c| c.name.clone()).collect();
-    let (_triggers, mut receivers) = agent::trigger_channels(&names);
+    let (triggers, mut receivers) = agent::trigger_channels(&names);
     for cluster in &clusters {
         let backends: Backends = match cluster.backend {
             BackendKind::Real => crate::backend::real(cluster, instance.clone())
@@ -110,11 +113,15 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
             BackendKind::Simulated => {
                 let driver = simulated(cluster)?;
                 let backends = driver.backend().backends();
-                tasks.spawn(drive_simulation(driver, events.clone(), cancel.clone()));
+                tasks.spawn(drive_simulation(driver, cluster.name.clone(), triggers.clone(), events.clone(), cancel.clone()));
                 backends
             }
         };
-        let settings = PipelineSettings { region: region.clone(), dry_run, limits: limits.clone() };
+        let settings = PipelineSettings {
+            broker_quota: cluster.broker_quota,
+            cost_per_broker_hour: cluster.cost_per_broker_hour,
+            ..PipelineSettings::new(&region, dry_run, limits.clone())
+        };
         let pipeline = ClusterAgent::new(&cluster.name, settings, backends, shared.clone(), events.clone())
             .await
             .map_err(|source| Error::Journal { source })?;
@@ -141,7 +148,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
         .await
         .map_err(|source| Error::Listen { addr: listen.to_string(), source })?;
     tracing::info!(%listen, region = %region, clusters = names.len(), dry_run, "agent running");
-    let app = http::router(Arc::new(AppState { metrics: Some(handle), policies }));
+    let app = http::router(Arc::new(AppState { metrics: Some(handle), policies, triggers, operations }));
     let server_cancel = cancel.clone();
     tasks.spawn(async move {
         let served =
@@ -155,13 +162,25 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
     Ok(())
 }
 
-/// Keep a simulated cluster in step with the wall clock.
-async fn drive_simulation(mut driver: Driver, events: Events, cancel: CancellationToken) {
+/// Keep a simulated cluster in step with the wall clock; its timeline's operator requests go
+/// to the cluster's task like the API's.
+async fn drive_simulation(
+    mut driver: Driver,
+    cluster: String,
+    triggers: agent::Triggers,
+    events: Events,
+    cancel: CancellationToken,
+) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            _ = every.tick() => driver.advance_to(Timestamp::now(), &events),
+            _ = every.tick() => {
+                for request in driver.advance_to(Timestamp::now(), &events) {
+                    let (triggers, cluster) = (triggers.clone(), cluster.clone());
+                    tokio::spawn(async move { triggers.scale(&cluster, request, "simulation").await });
+                }
+            }
         }
     }
 }

@@ -66,6 +66,18 @@ pub enum Body {
     Step { operation: String, kind: ActionKind, step: String, detail: String },
     /// An action ended.
     Outcome { operation: String, kind: ActionKind, result: Result, reason: String, detail: String },
+    /// An operator asked for an action (API or command line): accepted with the operation it
+    /// started, or refused and why.
+    Request {
+        /// Who asked (`api`, `scenario`, ...).
+        source: String,
+        #[serde(flatten)]
+        request: Request,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        operation: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refused: Option<String>,
+    },
     /// Policies failed to load or evaluate; the last good set stays in force.
     PolicyError { category: String, message: String },
     /// New policies are in force.
@@ -151,6 +163,12 @@ fn log_and_count(e: &Event) {
             tracing::info!(cluster = %e.cluster, operation = %operation, kind = %kind, result = result.as_str(), detail = %detail, "outcome");
             metrics::counter!(telemetry::ACTIONS, "cluster" => cluster, "kind" => kind.as_str(), "outcome" => result.as_str()).increment(1);
         }
+        Body::Request { source, request, operation, refused } => {
+            let accepted = refused.is_none();
+            tracing::info!(cluster = %e.cluster, source = %source, kind = %request.kind(), operation = ?operation, refused = ?refused, "operator request");
+            let result = if accepted { "accepted" } else { "refused" };
+            metrics::counter!(telemetry::REQUESTS, "cluster" => cluster, "kind" => request.kind().as_str(), "result" => result).increment(1);
+        }
         Body::PolicyError { category, message } => {
             tracing::error!(category = %category, error = %message, "policy error; the last good policies stay in force");
             metrics::counter!(telemetry::POLICY_ERRORS, "category" => category.clone()).increment(1);
@@ -198,6 +216,7 @@ impl Sink for AuditLog {
         let audited = matches!(
             event.body,
             Body::Decision { .. }
+                | Body::Request { .. }
                 | Body::Deferred { .. }
                 | Body::Action { .. }
                 | Body::Step { .. }
@@ -255,7 +274,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit/audit.jsonl");
         let audit = AuditLog::open(&path).unwrap();
-        let action = Action::ScaleBrokers { from: 3, to: 5 };
+        let action = Action::ScaleBrokers { from: 3, to: 5, remove: vec![], drain_timeout: std::time::Duration::from_secs(60) };
         audit.record(&event(Body::Action {
             operation: "op-1".into(),
             action,

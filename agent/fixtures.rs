@@ -25,6 +25,7 @@ pub fn options() -> SnapshotOptions {
         conditions: Vec::new(),
         max_data_age: Duration::from_secs(90),
         heartbeat_timeout: Duration::from_secs(30),
+        broker_quota: None,
     }
 }
 

@@ -1,20 +1,30 @@
-//! The agent's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`. Handlers only read state.
+//! The agent's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, and the operations API
+//! (`POST /api/v1/clusters/{name}/scale`, `GET /api/v1/operations[/{id}]`). Handlers read state
+//! or hand a request to the cluster's task; they never act themselves.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
+use serde::{Deserialize, Serialize};
 
-use crate::agent::SharedPolicies;
+use crate::agent::{ScaleRequest, SharedPolicies, Triggers};
+use crate::operations::{OperationLog, OperationRecord};
 
 /// What the handlers read.
 #[derive(Clone)]
 pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     pub policies: SharedPolicies,
+    /// The clusters' tasks, for requests.
+    pub triggers: Triggers,
+    pub operations: Arc<OperationLog>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -29,7 +39,29 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/api/v1/clusters/{name}/scale", post(scale))
+        .route("/api/v1/operations", get(operations))
+        .route("/api/v1/operations/{id}", get(operation))
         .with_state(state)
+}
+
+/// An API error: a status and a message meant for the caller, as `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(serde_json::json!({"error": self.message}))).into_response()
+    }
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> (StatusCode, String) {
@@ -46,6 +78,65 @@ async fn ready(State(s): State<Arc<AppState>>) -> (StatusCode, String) {
     }
 }
 
+/// Body of `POST /api/v1/clusters/{name}/scale`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScaleBody {
+    desired_brokers: u32,
+    #[serde(default)]
+    drain_timeout: Option<String>,
+}
+
+/// Answer to an accepted request.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Accepted {
+    pub operation: String,
+    /// Where to follow it.
+    pub status_url: String,
+}
+
+fn parse_scale(body: &[u8]) -> Result<ScaleRequest, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    let body: ScaleBody = serde_json::from_slice(body).map_err(|e| bad(format!("invalid request body: {e}")))?;
+    let drain_timeout = body
+        .drain_timeout
+        .map(|t| humantime::parse_duration(&t).map_err(|e| bad(format!("drain_timeout {t:?} is not a duration: {e}"))))
+        .transpose()?;
+    if drain_timeout.is_some_and(|d: Duration| d.is_zero()) {
+        return Err(bad("drain_timeout must be greater than zero".into()));
+    }
+    Ok(ScaleRequest { to: body.desired_brokers, drain_timeout })
+}
+
+async fn scale(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let request = parse_scale(&body)?;
+    match s.triggers.scale(&name, request, "api").await {
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no cluster named {name:?}"))),
+        Some(Err(why)) => Err(ApiError::new(StatusCode::CONFLICT, format!("scaling {name} refused: {why}"))),
+        Some(Ok(operation)) => {
+            let status_url = format!("/api/v1/operations/{operation}");
+            Ok((StatusCode::ACCEPTED, Json(Accepted { operation, status_url })))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    cluster: Option<String>,
+}
+
+async fn operations(State(s): State<Arc<AppState>>, Query(q): Query<ListQuery>) -> Json<Vec<OperationRecord>> {
+    Json(s.operations.list(q.cluster.as_deref()))
+}
+
+async fn operation(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<OperationRecord>, ApiError> {
+    s.operations.get(&id).map(Json).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no operation {id:?}")))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::RwLock;
@@ -60,7 +151,12 @@ mod tests {
 
     fn app() -> Router {
         let set = PolicySet::embedded(None, Duration::from_secs(1)).unwrap();
-        router(Arc::new(AppState { metrics: None, policies: Arc::new(RwLock::new(Arc::new(set))) }))
+        router(Arc::new(AppState {
+            metrics: None,
+            policies: Arc::new(RwLock::new(Arc::new(set))),
+            triggers: Triggers::default(),
+            operations: Arc::default(),
+        }))
     }
 
     async fn get(path: &str) -> (StatusCode, String) {

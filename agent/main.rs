@@ -14,6 +14,8 @@ use autopilot::policy::testing::{self, Outcome};
 use autopilot::policy::PolicySet;
 use autopilot::scenario::{self, Format, Printer, RunOptions, Scenario};
 
+mod commands;
+
 /// Policy-driven autoscaling and self-healing for Strimzi Kafka.
 #[derive(Debug, Parser)]
 #[command(name = "autopilot", version, about)]
@@ -74,6 +76,58 @@ enum Command {
         /// Offset of the tick whose input `--dump-input` writes, e.g. 5m.
         #[arg(long, value_parser = humantime::parse_duration)]
         input_at: Option<Duration>,
+    },
+    /// Plan a partition rebalance offline from Kafka's own files, and write the reassignment
+    /// JSON that `kafka-reassign-partitions.sh --execute` takes.
+    Plan {
+        /// Current assignment, as `kafka-reassign-partitions.sh` writes it.
+        #[arg(long)]
+        assignment: PathBuf,
+        /// Brokers: `[{"id": 1, "rack": "a"}, ...]`, optional `capacity_bytes`.
+        #[arg(long)]
+        brokers: PathBuf,
+        /// Add this many brokers (next ids, racks filled evenly) and move replicas onto them.
+        #[arg(long, conflicts_with = "remove_brokers")]
+        add_brokers: Option<u32>,
+        /// Move every replica off these brokers, e.g. `4,5`.
+        #[arg(long, value_delimiter = ',')]
+        remove_brokers: Vec<i32>,
+        /// Partition sizes: the output of `kafka-log-dirs.sh --describe`.
+        #[arg(long)]
+        log_dirs: Option<PathBuf>,
+        /// Where to write the proposed reassignment.
+        #[arg(long)]
+        output: PathBuf,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running agent to scale a cluster (through its API) and follow the operation.
+    Scale {
+        #[arg(long)]
+        cluster: String,
+        /// Brokers wanted.
+        #[arg(long)]
+        to: u32,
+        /// Longest a scale-down may spend draining brokers, e.g. 300s.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        drain_timeout: Option<Duration>,
+        /// The agent's API.
+        #[arg(long, env = "AUTOPILOT_API", default_value = "http://127.0.0.1:9464")]
+        api: String,
+        /// Return once accepted instead of following the operation to its end.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Show the running agent's operations, or one of them.
+    Operations {
+        id: Option<String>,
+        #[arg(long)]
+        cluster: Option<String>,
+        #[arg(long, env = "AUTOPILOT_API", default_value = "http://127.0.0.1:9464")]
+        api: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Work with Rego policies.
     Policy {
@@ -173,6 +227,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let s = Scenario::load(&scenario)?;
             let dump = dump_input.zip(input_at);
             simulate(&s, policies, json, speed, dump)
+        }
+        Command::Plan { assignment, brokers, add_brokers, remove_brokers, log_dirs, output, json } => {
+            commands::plan(&commands::PlanArgs { assignment, brokers, add_brokers, remove_brokers, log_dirs, output, json })
+        }
+        Command::Scale { cluster, to, drain_timeout, api, no_wait } => {
+            runtime()?.block_on(commands::scale(&api, &cluster, to, drain_timeout, !no_wait))
+        }
+        Command::Operations { id, cluster, api, json } => {
+            runtime()?.block_on(commands::operations(&api, id.as_deref(), cluster.as_deref(), json))
         }
         Command::Policy { command: PolicyCommand::Test { dir, filter, json } } => {
             policy_test(&dir, filter.as_deref(), json)

@@ -73,6 +73,9 @@ impl fmt::Display for ActionKind {
 pub enum Request {
     ScaleBrokers {
         to: u32,
+        /// Longest a scale-down may spend draining brokers (default `limits.drain_timeout`).
+        #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+        drain_timeout: Option<Duration>,
     },
     /// Move replicas off these brokers; none means rebalance the whole cluster.
     ReassignPartitions {
@@ -138,7 +141,15 @@ pub struct Decision {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
-    ScaleBrokers { from: u32, to: u32 },
+    ScaleBrokers {
+        from: u32,
+        to: u32,
+        /// Brokers a scale-down drains and removes (empty when scaling up).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        remove: Vec<i32>,
+        #[serde(with = "humantime_serde")]
+        drain_timeout: Duration,
+    },
     ReassignPartitions { moves: Vec<PartitionTarget> },
     ElectLeaders {},
     RestartPod { broker: i32 },
@@ -199,6 +210,9 @@ pub struct History {
     pub last_finished: BTreeMap<ActionKind, Timestamp>,
     /// Kind of the operation in flight, if any.
     pub in_flight: Option<ActionKind>,
+    /// Id of the last operation that finished.
+    #[serde(default)]
+    pub last_operation: Option<String>,
 }
 
 impl History {
@@ -237,7 +251,7 @@ pub fn plan(snapshot: &Snapshot, decisions: &[Decision], history: &History, limi
                 continue;
             }
         }
-        match concretise(d, snapshot) {
+        match concretise(d, snapshot, limits) {
             Ok(action) => out.actions.push(Planned {
                 action,
                 rule: d.rule.clone(),
@@ -255,31 +269,22 @@ fn round(d: Duration) -> Duration {
 }
 
 /// Check a request against the snapshot and fill in what the executor needs.
-fn concretise(d: &Decision, s: &Snapshot) -> Result<Action, String> {
+fn concretise(d: &Decision, s: &Snapshot, limits: &Limits) -> Result<Action, String> {
     let request = &d.request;
     let broker_exists =
         |b: i32| s.broker(b).map(|_| ()).ok_or_else(|| format!("broker {b} is not part of cluster {}", s.cluster));
     match request {
-        Request::ScaleBrokers { to } => {
-            let pool = s.node_pool.as_ref().ok_or("no node pool observed")?;
-            let from = pool.replicas;
-            let rf = s.topics.iter().map(|t| t.replication_factor).max().unwrap_or(1);
-            if *to == from {
-                return Err(format!("node pool already has {from} replicas"));
-            }
-            if *to < rf {
-                return Err(format!("{to} brokers cannot hold replication factor {rf}"));
-            }
-            if s.partitions.under_replicated > 0 {
-                return Err(format!("{} partitions are under-replicated", s.partitions.under_replicated));
-            }
-            Ok(Action::ScaleBrokers { from, to: *to })
+        Request::ScaleBrokers { to, drain_timeout } => {
+            let from = validate_scale(s, *to)?;
+            let remove = s.node_pool.as_ref().map(|p| brokers_to_remove(p, from.saturating_sub(*to))).unwrap_or_default();
+            Ok(Action::ScaleBrokers { from, to: *to, remove, drain_timeout: drain_timeout.unwrap_or(limits.drain_timeout) })
         }
         Request::ReassignPartitions { from_brokers } => {
             for b in from_brokers {
                 broker_exists(*b)?;
             }
-            let moves = rebalance::plan_moves(s, from_brokers);
+            let plan = rebalance::plan_moves(s, from_brokers).map_err(|e| format!("cannot plan moves: {e}"))?;
+            let moves = rebalance::targets(&plan);
             if moves.is_empty() {
                 return Err("assignment is already balanced".into());
             }
@@ -307,6 +312,64 @@ fn concretise(d: &Decision, s: &Snapshot) -> Result<Action, String> {
     }
 }
 
+/// Fewest brokers the topics allow: every replica on its own broker, and one broker to spare
+/// above `min.insync.replicas` so that losing a broker keeps producers writing.
+pub fn broker_floor(s: &Snapshot) -> u32 {
+    let rf = s.topics.iter().map(|t| t.replication_factor).max().unwrap_or(1);
+    let min_isr = s.topics.iter().map(|t| t.min_insync_replicas).max().unwrap_or(0);
+    rf.max(min_isr + 1).max(1)
+}
+
+/// Whether the cluster may be scaled to `to` brokers now; the current size, or why not.
+/// The same checks serve the policies' decisions and an operator's request.
+pub fn validate_scale(s: &Snapshot, to: u32) -> Result<u32, String> {
+    if !s.complete {
+        return Err("cluster data is stale or incomplete".into());
+    }
+    let pool = s.node_pool.as_ref().ok_or("no node pool observed")?;
+    let from = pool.replicas;
+    if to == from {
+        return Err(format!("node pool already has {from} replicas"));
+    }
+    if let Some(quota) = s.broker_quota.filter(|q| to > *q) {
+        return Err(format!("{to} brokers exceeds the cluster's broker quota of {quota}"));
+    }
+    let floor = broker_floor(s);
+    if to < floor {
+        let rf = s.topics.iter().map(|t| t.replication_factor).max().unwrap_or(1);
+        let min_isr = s.topics.iter().map(|t| t.min_insync_replicas).max().unwrap_or(0);
+        return Err(format!(
+            "{to} brokers is below the minimum of {floor} (replication factor {rf}, min.insync.replicas {min_isr} plus one spare)"
+        ));
+    }
+    if s.partitions.under_replicated > 0 {
+        return Err(format!("{} partitions are under-replicated", s.partitions.under_replicated));
+    }
+    if s.partitions.offline > 0 {
+        return Err(format!("{} partitions are offline", s.partitions.offline));
+    }
+    if !s.reassignments.is_empty() {
+        return Err(format!("{} partition reassignments are in progress", s.reassignments.len()));
+    }
+    if let Some(b) = s.brokers.iter().find(|b| b.pool_member && b.state != crate::snapshot::BrokerState::Healthy) {
+        return Err(format!("broker {} is {:?}", b.id, b.state));
+    }
+    Ok(from)
+}
+
+/// The `n` brokers a scale-down removes: those named by the node pool's
+/// `strimzi.io/remove-node-ids` annotation first (in its order), then the highest node IDs, as
+/// Strimzi itself chooses.
+pub fn brokers_to_remove(pool: &crate::collect::NodePoolObservation, n: u32) -> Vec<i32> {
+    let mut chosen: Vec<i32> = pool.remove_node_ids.iter().copied().filter(|b| pool.node_ids.contains(b)).collect();
+    chosen.dedup();
+    let mut highest = pool.node_ids.clone();
+    highest.sort_unstable_by(|a, b| b.cmp(a));
+    chosen.extend(highest.into_iter().filter(|b| !pool.remove_node_ids.contains(b)));
+    chosen.truncate(n as usize);
+    chosen
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,8 +395,11 @@ mod tests {
     #[tokio::test]
     async fn a_scale_decision_becomes_an_action_with_its_origin() {
         let s = snapshot().await;
-        let p = plan(&s, &[decision(Request::ScaleBrokers { to: 5 })], &History::default(), &Limits::default(), s.at);
-        assert_eq!(p.actions[0].action, Action::ScaleBrokers { from: 3, to: 5 });
+        let p = plan(&s, &[decision(Request::ScaleBrokers { to: 5, drain_timeout: None })], &History::default(), &Limits::default(), s.at);
+        assert_eq!(
+            p.actions[0].action,
+            Action::ScaleBrokers { from: 3, to: 5, remove: vec![], drain_timeout: Limits::default().drain_timeout }
+        );
         assert_eq!(p.actions[0].rule, "r");
     }
 
@@ -342,7 +408,7 @@ mod tests {
         let s = snapshot().await;
         let mut h = History::default();
         h.last_finished.insert(ActionKind::ScaleBrokers, s.at.saturating_sub(Duration::from_secs(60)));
-        let p = plan(&s, &[decision(Request::ScaleBrokers { to: 5 })], &h, &Limits::default(), s.at);
+        let p = plan(&s, &[decision(Request::ScaleBrokers { to: 5, drain_timeout: None })], &h, &Limits::default(), s.at);
         assert!(p.actions.is_empty());
         assert_eq!(p.deferred[0].why, "cooldown: 9m left");
     }
@@ -351,7 +417,7 @@ mod tests {
     async fn stale_data_defers_everything_but_notifications() {
         let mut s = snapshot().await;
         s.complete = false;
-        let ds = [decision(Request::ScaleBrokers { to: 5 }), decision(Request::Notify { severity: "warning".into() })];
+        let ds = [decision(Request::ScaleBrokers { to: 5, drain_timeout: None }), decision(Request::Notify { severity: "warning".into() })];
         let p = plan(&s, &ds, &History::default(), &Limits::default(), s.at);
         assert_eq!(p.actions.len(), 1);
         assert_eq!(p.actions[0].action.kind(), ActionKind::Notify);
@@ -359,8 +425,8 @@ mod tests {
     }
 
     #[rstest::rstest]
-    #[case::same_size(Request::ScaleBrokers { to: 3 }, "already has 3")]
-    #[case::below_rf(Request::ScaleBrokers { to: 2 }, "replication factor 3")]
+    #[case::same_size(Request::ScaleBrokers { to: 3, drain_timeout: None }, "already has 3")]
+    #[case::below_rf(Request::ScaleBrokers { to: 2, drain_timeout: None }, "replication factor 3")]
     #[case::unknown_broker(Request::RestartPod { broker: 42 }, "broker 42 is not part")]
     #[case::shrink_volume(Request::ResizeVolume { broker: 0, to_bytes: 1 }, "never shrink")]
     #[case::unknown_secret(Request::RenewCertificate { secret: "nope".into() }, "no certificate")]
@@ -376,7 +442,7 @@ mod tests {
     async fn healing_comes_before_scaling_and_duplicates_collapse() {
         let s = snapshot().await;
         let ds = [
-            decision(Request::ScaleBrokers { to: 5 }),
+            decision(Request::ScaleBrokers { to: 5, drain_timeout: None }),
             decision(Request::RestartPod { broker: 1 }),
             decision(Request::RestartPod { broker: 1 }),
         ];

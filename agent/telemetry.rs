@@ -21,6 +21,13 @@ pub const DATA_STALE: &str = "autopilot_data_stale";
 pub const SOURCE_ERRORS: &str = "autopilot_source_errors_total";
 pub const JOURNAL_ERRORS: &str = "autopilot_journal_errors_total";
 pub const TRIGGERS: &str = "autopilot_triggers_total";
+pub const REASSIGNMENTS_PENDING: &str = "autopilot_reassignments_pending";
+pub const BROKERS: &str = "autopilot_scaling_brokers";
+pub const SAVINGS_PER_HOUR: &str = "autopilot_scaling_savings_per_hour";
+pub const COST_SAVED: &str = "autopilot_scaling_cost_saved";
+pub const BROKER_HOURS_SAVED: &str = "autopilot_scaling_broker_hours_saved";
+pub const NOTIFICATIONS: &str = "autopilot_notifications_total";
+pub const REQUESTS: &str = "autopilot_requests_total";
 
 /// Register help texts for every metric.
 pub fn describe() {
@@ -51,6 +58,19 @@ pub fn describe() {
         "Failed journal writes; an operation does not advance while its journal cannot be written."
     );
     describe_counter!(TRIGGERS, "Immediate evaluations requested, by cluster.");
+    describe_gauge!(REASSIGNMENTS_PENDING, "Partition moves of the operation in flight not yet complete, by cluster.");
+    describe_gauge!(BROKERS, "Brokers in the node pool (spec.replicas) at the last tick, by cluster.");
+    describe_gauge!(
+        SAVINGS_PER_HOUR,
+        "Cost per hour saved against the largest node pool the agent has seen (brokers fewer times cost_per_broker_hour), by cluster."
+    );
+    describe_gauge!(COST_SAVED, "Cost saved since the agent started by running below the largest node pool seen, by cluster.");
+    describe_gauge!(
+        BROKER_HOURS_SAVED,
+        "Broker-hours saved since the agent started by running below the largest node pool seen, by cluster."
+    );
+    describe_counter!(REQUESTS, "Operator requests (API, command line), by cluster, kind and result (accepted, refused).");
+    describe_counter!(NOTIFICATIONS, "Notifications posted to webhook receivers, by receiver and result (sent, failed).");
 }
 
 /// Install the Prometheus recorder and return the handle that renders `/metrics`.

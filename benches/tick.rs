@@ -41,6 +41,7 @@ fn fixture(brokers: u32, policies: &PolicySet) -> Fixture {
         conditions: settings.conditions.clone(),
         max_data_age: Duration::from_secs(90),
         heartbeat_timeout: settings.heartbeat_timeout,
+        broker_quota: None,
     };
     Fixture { obs, now, opts }
 }

@@ -170,7 +170,7 @@ async fn a_stalled_broker_never_blocks_the_tick() {
     let mut backends = sim.backends();
     backends.kafka = Arc::new(adapter(&addr, Duration::from_secs(2)));
     let shared = Shared::new(Limits::default(), false, Arc::new(MemoryJournal::default()));
-    let settings = PipelineSettings { region: "test".into(), dry_run: false, limits: Limits::default() };
+    let settings = PipelineSettings::new("test", false, Limits::default());
     let mut agent = ClusterAgent::new("stalled", settings, backends, shared, Events::default()).await.unwrap();
     let policies = PolicySet::embedded(None, Duration::from_secs(1)).unwrap();
     let started = std::time::Instant::now();

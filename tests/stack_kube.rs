@@ -91,14 +91,16 @@ async fn scaling_patches_the_node_pool_and_records_events() {
     let _turn = SERIAL.lock().await;
     let c = reset(&stack).await;
     let k = cluster(&c);
-    k.scale_node_pool(5).await.unwrap();
+    k.scale_node_pool(5, &[]).await.unwrap();
     let pool = pools(&c).get("brokers").await.unwrap();
     assert_eq!(pool.data["spec"]["replicas"], 5);
     assert!(event_reasons(&c).await.contains(&"ScaleNodePool".to_owned()));
-    k.scale_node_pool(2).await.unwrap();
+    k.scale_node_pool(2, &[1]).await.unwrap();
     let pool = pools(&c).get("brokers").await.unwrap();
     assert_eq!(pool.data["spec"]["replicas"], 2);
-    assert_eq!(pool.metadata.annotations.unwrap()["strimzi.io/remove-node-ids"], "[2]", "the highest ID goes");
+    assert_eq!(pool.metadata.annotations.unwrap()["strimzi.io/remove-node-ids"], "[1]", "the drained broker goes");
+    let seen = k.observe().await.unwrap().node_pool.unwrap();
+    assert_eq!(seen.remove_node_ids, vec![1], "the annotation is read back");
 }
 
 #[tokio::test]
@@ -178,6 +180,7 @@ mod journal {
             conditions: Vec::new(),
             max_data_age: Duration::from_secs(90),
             heartbeat_timeout: Duration::from_secs(30),
+            broker_quota: None,
         };
         snapshot::build(&obs, &opts, &mut BrokerTracker::default(), now)
     }
@@ -185,7 +188,7 @@ mod journal {
     fn scale(approval_required: bool) -> Plan {
         Plan {
             actions: vec![Planned {
-                action: Action::ScaleBrokers { from: 3, to: 5 },
+                action: Action::ScaleBrokers { from: 3, to: 5, remove: vec![], drain_timeout: Duration::from_secs(1800) },
                 rule: "r".into(),
                 message: "m".into(),
                 approval_required,

@@ -31,7 +31,7 @@ use crate::telemetry;
 use crate::time::Timestamp;
 pub use journal::{FileJournal, Journal, MemoryJournal};
 pub use kube_journal::KubeJournal;
-pub use operation::{Effect, Operation, Progress, Step};
+pub use operation::{Effect, Operation, Pacing, Progress, Step};
 
 /// Transitions one tick may make on one operation (an immediate step chain, bounded).
 const MAX_TRANSITIONS_PER_TICK: usize = 8;
@@ -60,7 +60,7 @@ pub struct Shared {
     in_flight: AtomicU32,
     limits: Limits,
     dry_run: bool,
-    throttle: Option<u64>,
+    pacing: Pacing,
     journal: Arc<dyn Journal>,
     leader: Arc<dyn LeaderGate>,
 }
@@ -93,7 +93,7 @@ impl Shared {
             limiter: RateLimiter::direct_with_clock(Quota::per_minute(per_minute), clock.clone()),
             clock,
             in_flight: AtomicU32::new(0),
-            throttle: limits.replication_throttle,
+            pacing: Pacing::from_limits(&limits),
             limits,
             dry_run,
             journal,
@@ -193,21 +193,59 @@ impl ClusterExecutor {
             let refuse = |why: String| Body::Deferred { kind: p.action.kind(), reason: p.rule.clone(), why };
             if started {
                 self.emit(now, refuse("another action of this plan was started first".into()));
-            } else if let Some(op) = &self.operation {
-                self.emit(now, refuse(format!("operation {} ({}) is in flight", op.id, op.kind())));
-            } else if self.shared.dry_run {
-                self.dry_run(p, now);
-                started = true;
-            } else if !self.shared.try_reserve() {
-                let max = self.shared.limits.concurrent_actions;
-                self.emit(now, refuse(format!("{max} operations already in flight across clusters")));
-            } else if self.shared.limiter.check().is_err() {
-                // Only a start that passed every other check spends a token of the rate limit.
-                self.shared.release();
-                self.emit(now, refuse("global action rate limit reached".into()));
-            } else {
+                continue;
+            }
+            match self.admit() {
+                Err(why) => self.emit(now, refuse(why)),
+                Ok(Admission::DryRun) => {
+                    self.dry_run(p, now);
+                    started = true;
+                }
+                Ok(Admission::Start) => {
+                    self.start(p, s, now).await;
+                    started = true;
+                }
+            }
+        }
+    }
+
+    /// Whether a new operation may start now: one per cluster, dry-run, the global concurrency
+    /// and rate limits. On `Start` a concurrency slot and a rate-limit token are taken.
+    fn admit(&self) -> Result<Admission, String> {
+        if let Some(op) = &self.operation {
+            return Err(format!("operation {} ({}) is in flight", op.id, op.kind()));
+        }
+        if self.shared.dry_run {
+            return Ok(Admission::DryRun);
+        }
+        if !self.shared.try_reserve() {
+            let max = self.shared.limits.concurrent_actions;
+            return Err(format!("{max} operations already in flight across clusters"));
+        }
+        if self.shared.limiter.check().is_err() {
+            // Only a start that passed every other check spends a token of the rate limit.
+            self.shared.release();
+            return Err("global action rate limit reached".into());
+        }
+        Ok(Admission::Start)
+    }
+
+    /// Start an operation an operator asked for (not a policy's decision): the same limits,
+    /// but an answer now. Returns the operation id, or why it cannot start.
+    pub async fn start_requested(&mut self, p: &Planned, s: &Snapshot, now: Timestamp) -> Result<String, String> {
+        self.shared.clock.set(now);
+        if !self.shared.leader.is_leader() {
+            return Err("another agent holds the leader lease; ask the leader".into());
+        }
+        match self.admit()? {
+            Admission::DryRun => Err("the agent runs in dry-run mode: nothing would be changed".into()),
+            Admission::Start => {
                 self.start(p, s, now).await;
-                started = true;
+                self.operation
+                    .as_ref()
+                    .map(|o| o.id.clone())
+                    .or_else(|| self.history.last_operation.clone())
+                    .ok_or_else(|| "the operation could not be journaled".into())
             }
         }
     }
@@ -274,8 +312,14 @@ impl ClusterExecutor {
             let Some(op) = self.operation.clone() else {
                 return;
             };
-            match operation::progress(&op, s, now, self.shared.throttle) {
-                Progress::Wait => return,
+            match operation::progress(&op, s, now, &self.shared.pacing) {
+                Progress::Wait => {
+                    if let Step::AwaitReassignment { partitions, rest } = &op.step {
+                        let pending = (partitions.len() + rest.len()) as f64;
+                        metrics::gauge!(telemetry::REASSIGNMENTS_PENDING, "cluster" => self.cluster.clone()).set(pending);
+                    }
+                    return;
+                }
                 Progress::Advance { effect, next, detail } => {
                     if !self.advance(op, effect, next, detail, now).await {
                         return;
@@ -394,6 +438,7 @@ impl ClusterExecutor {
             Body::Outcome { operation: op.id.clone(), kind: op.kind(), result, reason: op.reason.clone(), detail },
         );
         self.history.last_finished.insert(op.kind(), now);
+        self.history.last_operation = Some(op.id.clone());
         self.history.in_flight = None;
         self.operation = None;
         self.shared.release();
@@ -405,7 +450,7 @@ impl ClusterExecutor {
         let kube = &self.backends.kube;
         match effect {
             Effect::None => Ok(()),
-            Effect::ScalePool(n) => kube.scale_node_pool(*n).await,
+            Effect::ScalePool { replicas, remove } => kube.scale_node_pool(*replicas, remove).await,
             Effect::Reassign { moves, throttle } => {
                 if throttle.is_some() {
                     let topics: BTreeSet<String> = moves.iter().map(|m| m.topic.clone()).collect();
@@ -425,6 +470,12 @@ impl ClusterExecutor {
             Effect::Renew(secret) => kube.force_renew(secret).await,
         }
     }
+}
+
+/// What [`ClusterExecutor::admit`] allows.
+enum Admission {
+    DryRun,
+    Start,
 }
 
 /// The distinct topics of some partitions.

@@ -6,7 +6,7 @@
 //! restart re-reads the cluster instead of repeating blindly; steps whose effect cannot be
 //! repeated safely (deleting a pod) resume at their waiting step ([`Step::resumed`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -43,11 +43,15 @@ pub enum Step {
     Rebalance {
         drain: Vec<i32>,
     },
+    /// Submit the next batch of these moves.
     Reassign {
         moves: Vec<PartitionTarget>,
     },
+    /// Wait for the submitted batch; `rest` follows in later batches.
     AwaitReassignment {
         partitions: Vec<(String, i32)>,
+        #[serde(default)]
+        rest: Vec<PartitionTarget>,
     },
     VerifyDrained {
         brokers: Vec<i32>,
@@ -144,7 +148,11 @@ impl Step {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
     None,
-    ScalePool(u32),
+    /// Patch the node pool's replicas; on scale-down, name the brokers that go.
+    ScalePool {
+        replicas: u32,
+        remove: Vec<i32>,
+    },
     /// Set the throttle, then submit the moves.
     Reassign {
         moves: Vec<PartitionTarget>,
@@ -203,13 +211,47 @@ pub struct Operation {
     /// An operator approved the operation (when its policy required approval).
     #[serde(default)]
     pub approved: bool,
+    /// Brokers a scale-down drains and removes.
+    #[serde(default)]
+    pub drain: Vec<i32>,
+    /// A scale-down whose brokers are not empty by then rolls back.
+    #[serde(default)]
+    pub drain_deadline: Option<Timestamp>,
+}
+
+/// How reassignments are paced.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pacing {
+    /// Replication throttle, bytes per second per broker.
+    pub throttle: Option<u64>,
+    /// Reassignments in flight at once that load one broker.
+    pub moves_per_broker: u32,
+    /// Reassignments in flight at once on the cluster.
+    pub moves_per_cluster: u32,
+}
+
+impl Pacing {
+    /// The executor's pacing from its limits.
+    pub fn from_limits(limits: &crate::config::Limits) -> Self {
+        Pacing {
+            throttle: limits.replication_throttle,
+            moves_per_broker: limits.moves_per_broker,
+            moves_per_cluster: limits.moves_per_cluster,
+        }
+    }
 }
 
 impl Operation {
     /// Start an operation for the planned action on the cluster as `s` shows it.
     pub fn start(id: String, planned: &Planned, s: &Snapshot, now: Timestamp, timeout: Duration) -> Self {
         let Planned { action, rule: reason, message, approval_required } = planned.clone();
-        let first = first_step(&action, s);
+        let first = first_step(&action);
+        let (drain, drain_deadline) = match &action {
+            Action::ScaleBrokers { remove, drain_timeout, .. } if !remove.is_empty() => {
+                (remove.clone(), Some(now + *drain_timeout))
+            }
+            _ => (Vec::new(), None),
+        };
         let step = if approval_required { Step::AwaitApproval { then: Box::new(first) } } else { first };
         Operation {
             id,
@@ -226,6 +268,8 @@ impl Operation {
             submitted: Vec::new(),
             brokers_ready: false,
             approved: false,
+            drain,
+            drain_deadline,
         }
     }
 
@@ -246,7 +290,7 @@ impl Operation {
         match self.action {
             // New brokers that never became ready are removed again; ready ones stay (moving
             // data back would cost more than keeping them).
-            Action::ScaleBrokers { from, to } if to > from && !self.brokers_ready => {
+            Action::ScaleBrokers { from, to, .. } if to > from && !self.brokers_ready => {
                 Some(Step::RevertReplicas { replicas: from })
             }
             _ => None,
@@ -254,15 +298,10 @@ impl Operation {
     }
 }
 
-fn first_step(action: &Action, s: &Snapshot) -> Step {
+fn first_step(action: &Action) -> Step {
     match action {
-        Action::ScaleBrokers { from, to } if to > from => Step::PatchReplicas { replicas: *to },
-        Action::ScaleBrokers { from, to } => {
-            let mut ids: Vec<i32> = s.node_pool.as_ref().map(|p| p.node_ids.clone()).unwrap_or_default();
-            ids.sort_unstable_by(|a, b| b.cmp(a));
-            ids.truncate((from - to) as usize);
-            Step::Rebalance { drain: ids }
-        }
+        Action::ScaleBrokers { from, to, .. } if to > from => Step::PatchReplicas { replicas: *to },
+        Action::ScaleBrokers { remove, .. } => Step::Rebalance { drain: remove.clone() },
         Action::ReassignPartitions { moves } => Step::Reassign { moves: moves.clone() },
         Action::ElectLeaders {} => Step::ElectLeaders,
         Action::RestartPod { broker } | Action::ReplacePod { broker } => Step::DeletePod { broker: *broker },
@@ -277,7 +316,7 @@ fn first_step(action: &Action, s: &Snapshot) -> Step {
 /// What comes after the brokers reached the wanted count.
 fn after_brokers(op: &Operation) -> Step {
     match op.action {
-        Action::ScaleBrokers { from, to } if to > from => Step::Rebalance { drain: Vec::new() },
+        Action::ScaleBrokers { from, to, .. } if to > from => Step::Rebalance { drain: Vec::new() },
         _ => Step::Verify,
     }
 }
@@ -285,21 +324,60 @@ fn after_brokers(op: &Operation) -> Step {
 /// What comes after the submitted reassignments completed.
 fn after_reassignment(op: &Operation, drain: &[i32]) -> Step {
     match op.action {
-        Action::ScaleBrokers { from, to } if to < from => Step::VerifyDrained { brokers: drain.to_vec(), replicas: to },
+        Action::ScaleBrokers { from, to, .. } if to < from => Step::VerifyDrained { brokers: drain.to_vec(), replicas: to },
         _ => Step::ElectLeaders,
     }
 }
 
-fn draining(op: &Operation, s: &Snapshot) -> Vec<i32> {
-    match op.action {
-        Action::ScaleBrokers { from, to } if to < from => {
-            let mut ids: Vec<i32> = s.brokers.iter().map(|b| b.id).collect();
-            ids.sort_unstable_by(|a, b| b.cmp(a));
-            ids.truncate((from - to) as usize);
-            ids
+/// The next batch of `moves`, in plan order: as many as the per-broker and per-cluster limits
+/// allow, and the rest. Moves the cluster already shows done, of partitions that no longer
+/// exist, are dropped; partitions someone else is reassigning wait for a later batch.
+pub fn next_batch(moves: &[PartitionTarget], s: &Snapshot, pacing: &Pacing) -> (Vec<PartitionTarget>, Vec<PartitionTarget>) {
+    let current: HashMap<(&str, i32), &[i32]> =
+        s.all_partitions().map(|p| ((p.topic.as_str(), p.partition), p.replicas.as_slice())).collect();
+    let busy: BTreeSet<(&str, i32)> = s.reassignments.iter().map(|r| (r.topic.as_str(), r.partition)).collect();
+    let mut load: HashMap<i32, u32> = HashMap::new();
+    let (mut batch, mut rest) = (Vec::new(), Vec::new());
+    for m in moves {
+        let key = (m.topic.as_str(), m.partition);
+        let Some(now) = current.get(&key) else { continue };
+        if *now == m.replicas.as_slice() {
+            continue;
         }
-        _ => Vec::new(),
+        let involved: Vec<i32> = now
+            .iter()
+            .filter(|b| !m.replicas.contains(b))
+            .chain(m.replicas.iter().filter(|b| !now.contains(b)))
+            .copied()
+            .collect();
+        let fits = batch.len() < pacing.moves_per_cluster as usize
+            && involved.iter().all(|b| load.get(b).copied().unwrap_or(0) < pacing.moves_per_broker);
+        if fits && !busy.contains(&key) {
+            for b in involved {
+                *load.entry(b).or_default() += 1;
+            }
+            batch.push(m.clone());
+        } else {
+            rest.push(m.clone());
+        }
     }
+    (batch, rest)
+}
+
+/// Submit the next batch of `moves`, or go on once none is left.
+fn submit(op: &Operation, s: &Snapshot, moves: &[PartitionTarget], pacing: &Pacing) -> Progress {
+    let (batch, rest) = next_batch(moves, s, pacing);
+    if batch.is_empty() && rest.is_empty() {
+        let effect = if op.submitted.is_empty() { Effect::None } else { Effect::ClearThrottle };
+        return advance(effect, after_reassignment(op, &op.drain), "every move complete");
+    }
+    if batch.is_empty() {
+        // Everything left waits for partitions someone else is moving.
+        return advance(Effect::None, Step::AwaitReassignment { partitions: Vec::new(), rest }, "waiting for other reassignments");
+    }
+    let partitions: Vec<(String, i32)> = batch.iter().map(|m| (m.topic.clone(), m.partition)).collect();
+    let detail = format!("{} partition moves submitted, {} to follow", batch.len(), rest.len());
+    advance(Effect::Reassign { moves: batch, throttle: pacing.throttle }, Step::AwaitReassignment { partitions, rest }, detail)
 }
 
 /// Why the cluster is not healthy, if it is not.
@@ -326,9 +404,17 @@ fn advance(effect: Effect, next: Step, detail: impl Into<String>) -> Progress {
 }
 
 /// Decide the next move of `op` from the latest snapshot.
-pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, throttle: Option<u64>) -> Progress {
+pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, pacing: &Pacing) -> Progress {
     if now > op.deadline && op.rolling_back.is_none() {
         return Progress::Abort { reason: format!("operation exceeded its deadline ({})", op.deadline) };
+    }
+    let draining = matches!(
+        op.step,
+        Step::Rebalance { .. } | Step::Reassign { .. } | Step::AwaitReassignment { .. } | Step::VerifyDrained { .. }
+    );
+    if let Some(deadline) = op.drain_deadline.filter(|d| draining && now > *d && op.rolling_back.is_none()) {
+        let took = humantime::format_duration(Duration::from_secs((deadline - op.started_at).as_secs()));
+        return Progress::Abort { reason: format!("brokers {:?} not drained within the drain timeout of {took}", op.drain) };
     }
     let waited = now - op.step_started_at;
     // A waiting step must judge a snapshot taken after its effect was made, never the one the
@@ -345,7 +431,7 @@ pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, throttle: Option<u
         }
         Step::AwaitApproval { .. } => Progress::Wait,
         Step::PatchReplicas { replicas } => advance(
-            Effect::ScalePool(*replicas),
+            Effect::ScalePool { replicas: *replicas, remove: op.drain.clone() },
             Step::AwaitBrokers { replicas: *replicas },
             format!("node pool replicas {pool} -> {replicas}"),
         ),
@@ -356,38 +442,37 @@ pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, throttle: Option<u
             reason: format!("only {live} of {replicas} brokers ready after {}", humantime::format_duration(waited)),
         },
         Step::AwaitBrokers { .. } => Progress::Wait,
-        Step::Rebalance { drain } => {
-            let moves = rebalance::plan_moves(s, drain);
-            if moves.is_empty() {
-                return advance(Effect::None, after_reassignment(op, drain), "assignment already balanced");
+        Step::Rebalance { drain } => match rebalance::plan_moves(s, drain) {
+            Err(e) => Progress::Abort { reason: format!("cannot plan moves: {e}") },
+            Ok(plan) if plan.stats.unplaced > 0 => Progress::Abort {
+                reason: format!("{} replicas have no broker to go to (racks or capacity)", plan.stats.unplaced),
+            },
+            Ok(plan) if plan.moves.is_empty() => {
+                advance(Effect::None, after_reassignment(op, drain), "assignment already balanced")
             }
-            let partitions: Vec<(String, i32)> = moves.iter().map(|m| (m.topic.clone(), m.partition)).collect();
-            let detail = format!("{} partition moves submitted", moves.len());
-            advance(Effect::Reassign { moves, throttle }, Step::AwaitReassignment { partitions }, detail)
-        }
-        Step::Reassign { moves } => {
-            let partitions: Vec<(String, i32)> = moves.iter().map(|m| (m.topic.clone(), m.partition)).collect();
-            let detail = format!("{} partition moves submitted", moves.len());
-            advance(Effect::Reassign { moves: moves.clone(), throttle }, Step::AwaitReassignment { partitions }, detail)
-        }
-        Step::AwaitReassignment { partitions } => {
-            let drain = draining(op, s);
-            if let Some(b) = s.brokers.iter().find(|b| b.state == BrokerState::Failed && !drain.contains(&b.id)) {
+            Ok(plan) => {
+                let st = &plan.stats;
+                let detail = format!(
+                    "planned {} partition moves: {} replica moves (lower bound {}), {} bytes, {} leader changes, replica spread {} -> {}",
+                    plan.moves.len(), st.replica_moves, st.lower_bound, st.bytes_moved, st.leader_changes, st.spread_before, st.spread_after
+                );
+                advance(Effect::None, Step::Reassign { moves: rebalance::targets(&plan) }, detail)
+            }
+        },
+        Step::Reassign { moves } => submit(op, s, moves, pacing),
+        Step::AwaitReassignment { partitions, rest } => {
+            if let Some(b) = s.brokers.iter().find(|b| b.state == BrokerState::Failed && !op.drain.contains(&b.id)) {
                 return Progress::Abort {
                     reason: format!("broker {} failed its health check during reassignment", b.id),
                 };
             }
-            let ours: BTreeSet<&(String, i32)> = partitions.iter().collect();
-            let left = s.reassignments.iter().filter(|r| ours.contains(&(r.topic.clone(), r.partition))).count();
-            if left == 0 {
-                advance(
-                    Effect::ClearThrottle,
-                    after_reassignment(op, &drain),
-                    format!("{} reassignments complete, throttle cleared", partitions.len()),
-                )
-            } else {
-                Progress::Wait
+            let ours: BTreeSet<(&str, i32)> = partitions.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+            let left = s.reassignments.iter().filter(|r| ours.contains(&(r.topic.as_str(), r.partition))).count();
+            if left > 0 {
+                return Progress::Wait;
             }
+            let detail = format!("{} reassignments complete, {} to follow", partitions.len(), rest.len());
+            advance(Effect::None, Step::Reassign { moves: rest.clone() }, detail)
         }
         Step::VerifyDrained { brokers, replicas } => {
             let busy: Vec<i32> =
@@ -478,7 +563,7 @@ pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, throttle: Option<u
             }
         }
         Step::RevertReplicas { replicas } => advance(
-            Effect::ScalePool(*replicas),
+            Effect::ScalePool { replicas: *replicas, remove: Vec::new() },
             Step::AwaitRevert { replicas: *replicas },
             format!("node pool replicas back to {replicas}"),
         ),

@@ -13,7 +13,13 @@ const HOT: Load = Load { cpu: 0.8, memory: 0.85 };
 fn scale(from: u32, to: u32) -> Plan {
     Plan {
         actions: vec![Planned {
-            action: Action::ScaleBrokers { from, to },
+            // Simulated brokers have ids 0..n: a scale-down removes the highest.
+            action: Action::ScaleBrokers {
+                from,
+                to,
+                remove: (to as i32..from as i32).rev().collect(),
+                drain_timeout: Duration::from_secs(1800),
+            },
             rule: "test_rule".into(),
             message: String::new(),
             approval_required: false,

@@ -130,6 +130,9 @@ impl KubeCluster {
     }
 }
 
+/// The node pool annotation that names the brokers a scale-down removes.
+const REMOVE_NODE_IDS: &str = "strimzi.io/remove-node-ids";
+
 fn pool_observation(name: &str, pool: &DynamicObject) -> Result<NodePoolObservation, Error> {
     let data = &pool.data;
     let replicas = data
@@ -144,6 +147,13 @@ fn pool_observation(name: &str, pool: &DynamicObject) -> Result<NodePoolObservat
             .pointer("/status/nodeIds")
             .and_then(Value::as_array)
             .map(|ids| ids.iter().filter_map(|v| v.as_i64()).filter_map(|v| i32::try_from(v).ok()).collect())
+            .unwrap_or_default(),
+        remove_node_ids: pool
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REMOVE_NODE_IDS))
+            .and_then(|v| serde_json::from_str(v).ok())
             .unwrap_or_default(),
     })
 }
@@ -277,18 +287,13 @@ impl ClusterOps for KubeCluster {
         })
     }
 
-    async fn scale_node_pool(&self, replicas: u32) -> Result<(), Error> {
+    async fn scale_node_pool(&self, replicas: u32, remove: &[i32]) -> Result<(), Error> {
         let pool = self.node_pool().await?;
         let current = pool_observation(&self.pool, &pool)?;
         let mut patch = json!({"spec": {"replicas": replicas}});
-        // Say which brokers go: the highest of the node IDs that exist (`status.nodeIds`), the
-        // ones the executor drained.
-        let existing = u32::try_from(current.node_ids.len()).unwrap_or(u32::MAX);
-        if replicas < existing {
-            let mut ids = current.node_ids.clone();
-            ids.sort_unstable_by(|a, b| b.cmp(a));
-            ids.truncate((existing - replicas) as usize);
-            patch["metadata"] = json!({"annotations": {"strimzi.io/remove-node-ids": format!("{ids:?}")}});
+        // Say which brokers go: exactly the ones the executor drained.
+        if !remove.is_empty() {
+            patch["metadata"] = json!({"annotations": {REMOVE_NODE_IDS: format!("{remove:?}")}});
         }
         let what = format!("KafkaNodePool {}/{}", self.namespace, self.pool);
         let api = self.dynamic(&strimzi("KafkaNodePool", "kafkanodepools"));

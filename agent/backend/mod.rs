@@ -75,8 +75,9 @@ pub trait KafkaAdmin: Send + Sync {
 pub trait ClusterOps: Send + Sync {
     /// Kafka resource, node pool, broker pods, PVCs and CA certificates.
     async fn observe(&self) -> Result<KubeObservation, Error>;
-    /// Patch the node pool's `spec.replicas`.
-    async fn scale_node_pool(&self, replicas: u32) -> Result<(), Error>;
+    /// Patch the node pool's `spec.replicas`; on scale-down, `remove` names the brokers that go
+    /// (written to the `strimzi.io/remove-node-ids` annotation).
+    async fn scale_node_pool(&self, replicas: u32, remove: &[i32]) -> Result<(), Error>;
     /// Delete a broker pod so Strimzi recreates it.
     async fn delete_pod(&self, broker: i32) -> Result<(), Error>;
     /// Delete a broker's PVC (and its pod) so Strimzi provisions a new volume.

@@ -56,6 +56,8 @@ pub struct ClusterInput<'a> {
     pub node_pool: Option<&'a NodePoolObservation>,
     pub pvcs: &'a [PvcObservation],
     pub certificates: &'a [CertificateSnapshot],
+    /// Most brokers the cluster may have; null when unlimited.
+    pub broker_quota: Option<u32>,
 }
 
 /// The agent part of the input.
@@ -119,6 +121,7 @@ pub fn input<'a>(
             node_pool: s.node_pool.as_ref(),
             pvcs: &s.pvcs,
             certificates: &s.certificates,
+            broker_quota: s.broker_quota,
         },
         agent: AgentInput {
             region,

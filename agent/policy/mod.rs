@@ -486,21 +486,21 @@ mod tests {
     fn a_broken_change_keeps_the_last_good_set_and_a_fix_is_picked_up() {
         let dir = dir_with(POLICY, 5);
         let mut store = PolicyStore::open(dir.path(), None, Duration::from_secs(1)).unwrap();
-        assert_eq!(decided(&store.current()), vec![Request::ScaleBrokers { to: 5 }]);
+        assert_eq!(decided(&store.current()), vec![Request::ScaleBrokers { to: 5, drain_timeout: None }]);
         assert!(matches!(store.refresh(), Reload::Unchanged));
 
         std::fs::write(dir.path().join("t.rego"), format!("{POLICY}broken if {{\n")).unwrap();
         let Reload::Failed(e) = store.refresh() else { panic!("broken policy accepted") };
         assert!(e.to_string().contains("t.rego:5:"), "names file and line: {e}");
         assert!(store.error().is_some());
-        assert_eq!(decided(&store.current()), vec![Request::ScaleBrokers { to: 5 }], "old policy in force");
+        assert_eq!(decided(&store.current()), vec![Request::ScaleBrokers { to: 5, drain_timeout: None }], "old policy in force");
         assert!(matches!(store.refresh(), Reload::Unchanged), "reported once");
 
         std::fs::write(dir.path().join("t.rego"), POLICY).unwrap();
         std::fs::write(dir.path().join("data.yaml"), "autopilot: {t: {to: 7}}\n").unwrap();
         assert!(matches!(store.refresh(), Reload::Reloaded));
         assert!(store.error().is_none());
-        assert_eq!(decided(&store.current()), vec![Request::ScaleBrokers { to: 7 }]);
+        assert_eq!(decided(&store.current()), vec![Request::ScaleBrokers { to: 7, drain_timeout: None }]);
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct Expectation {
     pub decision: Option<Map<String, Value>>,
     #[serde(default)]
     pub step: Option<Map<String, Value>>,
+    /// An operator request (accepted or refused) from the timeline.
+    #[serde(default)]
+    pub request: Option<Map<String, Value>>,
     /// No event matches (an action unless `type` says otherwise).
     #[serde(default)]
     pub never: Option<Map<String, Value>>,
@@ -30,19 +33,29 @@ pub struct Expectation {
 
 impl Expectation {
     pub(super) fn validate(&self) -> Result<(), String> {
-        let targets = [&self.action, &self.outcome, &self.decision, &self.step].iter().filter(|t| t.is_some()).count();
+        let targets = [&self.action, &self.outcome, &self.decision, &self.step, &self.request]
+            .iter()
+            .filter(|t| t.is_some())
+            .count();
         match (&self.never, self.within, targets) {
             (Some(_), None, 0) if self.after.is_none() => Ok(()),
             (Some(_), _, _) => Err("`never` stands alone".into()),
             (None, Some(_), 1) => Ok(()),
-            (None, None, _) => Err("needs `within` (with one of action, outcome, decision, step) or `never`".into()),
-            (None, Some(_), _) => Err("needs exactly one of action, outcome, decision, step".into()),
+            (None, None, _) => {
+                Err("needs `within` (with one of action, outcome, decision, step, request) or `never`".into())
+            }
+            (None, Some(_), _) => Err("needs exactly one of action, outcome, decision, step, request".into()),
         }
     }
 
     fn target(&self) -> (&'static str, Map<String, Value>) {
-        let pick =
-            [("action", &self.action), ("outcome", &self.outcome), ("decision", &self.decision), ("step", &self.step)];
+        let pick = [
+            ("action", &self.action),
+            ("outcome", &self.outcome),
+            ("decision", &self.decision),
+            ("step", &self.step),
+            ("request", &self.request),
+        ];
         for (ty, m) in pick {
             if let Some(m) = m {
                 return (ty, m.clone());
@@ -53,6 +66,7 @@ impl Expectation {
             Some(Value::String(t)) if t == "outcome" => "outcome",
             Some(Value::String(t)) if t == "decision" => "decision",
             Some(Value::String(t)) if t == "step" => "step",
+            Some(Value::String(t)) if t == "request" => "request",
             _ => "action",
         };
         (ty, never)

@@ -61,6 +61,9 @@ pub struct TimelineEvent {
     pub ramp: Option<Duration>,
     #[serde(default)]
     pub fault: Option<Fault>,
+    /// An operator asks for this many brokers (as `autopilot scale` or the API would).
+    #[serde(default)]
+    pub scale: Option<crate::agent::ScaleRequest>,
 }
 
 /// A whole scenario.
@@ -82,6 +85,17 @@ pub struct Scenario {
     /// Cooldowns per action kind, as in the config file's `limits.cooldowns`.
     #[serde(default)]
     pub cooldowns: std::collections::BTreeMap<String, String>,
+    /// The cluster's `broker_quota`, as in the config file.
+    #[serde(default)]
+    pub broker_quota: Option<u32>,
+    /// The cluster's `cost_per_broker_hour`, as in the config file.
+    #[serde(default)]
+    pub cost_per_broker_hour: Option<f64>,
+    /// Executor limits over the defaults: `moves_per_broker`, `moves_per_cluster`.
+    #[serde(default)]
+    pub moves_per_broker: Option<u32>,
+    #[serde(default)]
+    pub moves_per_cluster: Option<u32>,
     #[serde(default)]
     pub timeline: Vec<TimelineEvent>,
     #[serde(with = "humantime_serde")]

@@ -128,6 +128,13 @@ impl Printer {
             Body::Outcome { kind, result, detail, .. } => {
                 format!("{t}  OUTCOME    {kind} {}: {detail}", result.as_str())
             }
+            Body::Request { source, request, operation, refused } => {
+                let f = fields(serde_json::to_value(request).unwrap_or(Value::Null));
+                match (operation, refused) {
+                    (_, Some(why)) => format!("{t}  REQUEST    {} {f} from {source} refused: {why}", request.kind()),
+                    (op, None) => format!("{t}  REQUEST    {} {f} from {source} accepted: {}", request.kind(), op.as_deref().unwrap_or("")),
+                }
+            }
             Body::PolicyError { category, message } => {
                 self.changed(&format!("policy error {category}"), message)?;
                 format!("{t}  POLICY ERROR ({category}): {message}")

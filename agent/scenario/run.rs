@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::output::{relative, Printer};
 use super::{Error, Scenario, TimelineEvent};
 use crate::act::{MemoryJournal, Shared};
-use crate::agent::{ClusterAgent, PipelineSettings};
+use crate::agent::{ClusterAgent, PipelineSettings, ScaleRequest};
 use crate::backend::sim::{SimBackend, SimCluster};
 use crate::config::Limits;
 use crate::events::{Body, Event, Events, Recorder, Sink};
@@ -81,13 +81,16 @@ impl Driver {
         &self.problems
     }
 
-    /// Advance the cluster to `t`, applying every timeline event due on the way.
-    pub fn advance_to(&mut self, t: Timestamp, events: &Events) {
+    /// Advance the cluster to `t`, applying every timeline event due on the way; returns the
+    /// operator requests that came due, for the agent to handle.
+    pub fn advance_to(&mut self, t: Timestamp, events: &Events) -> Vec<ScaleRequest> {
+        let mut requests = Vec::new();
         while let Some(e) = self.timeline.get(self.next).filter(|e| self.start + e.at <= t).cloned() {
             self.next += 1;
             let at = self.start + e.at;
+            requests.extend(e.scale);
             let Ok(mut sim) = self.backend.lock() else {
-                return;
+                return requests;
             };
             sim.advance_to(at);
             if let Some(load) = e.load {
@@ -111,11 +114,14 @@ impl Driver {
         if let Ok(mut sim) = self.backend.lock() {
             sim.advance_to(t);
         }
+        requests
     }
 }
 
 fn limits(s: &Scenario) -> Limits {
     let mut limits = Limits::default();
+    limits.moves_per_broker = s.moves_per_broker.unwrap_or(limits.moves_per_broker);
+    limits.moves_per_cluster = s.moves_per_cluster.unwrap_or(limits.moves_per_cluster);
     for (kind, d) in &s.cooldowns {
         if let (Ok(k), Ok(d)) = (kind.parse::<ActionKind>(), humantime::parse_duration(d)) {
             limits.cooldowns.insert(k, d);
@@ -141,7 +147,11 @@ pub async fn run(s: &Scenario, opts: RunOptions) -> Result<Report, Error> {
     let mut driver = Driver::new(s, START).map_err(|message| Error::Invalid { path: s.name.clone(), message })?;
     let limits = limits(s);
     let shared = Shared::new(limits.clone(), s.dry_run, Arc::new(MemoryJournal::default()));
-    let settings = PipelineSettings { region: "simulation".into(), dry_run: s.dry_run, limits };
+    let settings = PipelineSettings {
+        broker_quota: s.broker_quota,
+        cost_per_broker_hour: s.cost_per_broker_hour,
+        ..PipelineSettings::new("simulation", s.dry_run, limits)
+    };
     let mut agent = ClusterAgent::new(&s.cluster.name, settings, driver.backend().backends(), shared, events.clone())
         .await
         .map_err(|source| Error::Journal { name: s.name.clone(), source })?;
@@ -150,7 +160,10 @@ pub async fn run(s: &Scenario, opts: RunOptions) -> Result<Report, Error> {
     let mut input = None;
     while t <= s.run_for {
         let now = START + t;
-        driver.advance_to(now, &events);
+        for request in driver.advance_to(now, &events) {
+            // The answer is an event (accepted or refused), which expectations can match.
+            let _ = agent.request_scale(&policies, request, "scenario", now).await;
+        }
         let report = agent.tick(&policies, &[], now).await;
         if opts.input_at.is_some_and(|at| at <= t) && input.is_none() {
             input = Some(report.input.clone());

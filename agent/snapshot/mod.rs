@@ -29,6 +29,8 @@ pub struct SnapshotOptions {
     pub max_data_age: Duration,
     /// A broker unseen for this long is Failed.
     pub heartbeat_timeout: Duration,
+    /// Most brokers the cluster may have (configured), if limited.
+    pub broker_quota: Option<u32>,
 }
 
 /// Whether a source answered, how old its answer is and whether it can be acted on.
@@ -150,6 +152,8 @@ pub struct Snapshot {
     pub node_pool: Option<NodePoolObservation>,
     pub pvcs: Vec<PvcObservation>,
     pub certificates: Vec<CertificateSnapshot>,
+    /// Most brokers the cluster may have (configured), if limited.
+    pub broker_quota: Option<u32>,
 }
 
 impl Snapshot {
@@ -243,6 +247,7 @@ pub fn build(obs: &Observations, opts: &SnapshotOptions, tracker: &mut BrokerTra
         node_pool: kube.node_pool.clone(),
         pvcs: kube.pvcs.clone(),
         certificates: kube.certificates.iter().map(|c| certificate(c, now)).collect(),
+        broker_quota: opts.broker_quota,
     }
 }
 

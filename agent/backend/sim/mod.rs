@@ -196,6 +196,7 @@ fn observe(sim: &SimCluster) -> KubeObservation {
             replicas: sim.pool_replicas,
             storage_bytes: sim.storage,
             node_ids: sim.brokers.keys().copied().collect(),
+            remove_node_ids: sim.remove_node_ids.clone(),
         }),
         pods,
         pvcs,
@@ -213,9 +214,14 @@ impl ClusterOps for SimBackend {
         Ok(observe(&*self.lock()?))
     }
 
-    async fn scale_node_pool(&self, replicas: u32) -> Result<(), Error> {
+    async fn scale_node_pool(&self, replicas: u32, remove: &[i32]) -> Result<(), Error> {
         let mut sim = self.lock()?;
-        sim.record_call(format!("scale_node_pool({replicas})"));
+        if remove.is_empty() {
+            sim.record_call(format!("scale_node_pool({replicas})"));
+        } else {
+            sim.record_call(format!("scale_node_pool({replicas}, remove {remove:?})"));
+            sim.remove_node_ids = remove.to_vec();
+        }
         sim.scale(replicas)
     }
 

@@ -108,6 +108,8 @@ pub struct SimCluster {
     pub(super) brokers: BTreeMap<i32, Broker>,
     pub(super) topics: Vec<Topic>,
     pub(super) pool_replicas: u32,
+    /// The node pool's `strimzi.io/remove-node-ids` annotation.
+    pub(super) remove_node_ids: Vec<i32>,
     pub(super) storage: u64,
     pub(super) pvcs: BTreeMap<i32, Pvc>,
     pub(super) certs: Vec<Cert>,
@@ -145,6 +147,7 @@ impl SimCluster {
             brokers: BTreeMap::new(),
             topics: Vec::new(),
             pool_replicas: spec.brokers,
+            remove_node_ids: spec.remove_node_ids.clone(),
             storage: spec.broker.disk.0,
             pvcs: BTreeMap::new(),
             certs: Vec::new(),

@@ -47,7 +47,8 @@ impl SimCluster {
     }
 
     /// Patch the node pool's replicas. Like Strimzi, new brokers get the next IDs and removal
-    /// takes the highest IDs, refused while they still host replicas.
+    /// takes the IDs the `remove-node-ids` annotation names, then the highest, refused while
+    /// they still host replicas.
     pub(super) fn scale(&mut self, replicas: u32) -> Result<(), Error> {
         let current = u32::try_from(self.brokers.len()).unwrap_or(u32::MAX);
         if replicas > current {
@@ -58,7 +59,9 @@ impl SimCluster {
                 self.add_broker(id, Life::Starting { ready_at });
             }
         } else if replicas < current {
-            let remove: Vec<i32> = self.brokers.keys().rev().take((current - replicas) as usize).copied().collect();
+            let annotated = self.remove_node_ids.iter().copied().filter(|b| self.brokers.contains_key(b));
+            let highest = self.brokers.keys().rev().copied().filter(|b| !self.remove_node_ids.contains(b));
+            let remove: Vec<i32> = annotated.chain(highest).take((current - replicas) as usize).collect();
             let busy: Vec<i32> = remove
                 .iter()
                 .copied()
@@ -72,6 +75,7 @@ impl SimCluster {
                     message: format!("cannot remove brokers {busy:?}: they still host partition replicas"),
                 });
             }
+            self.remove_node_ids.retain(|b| !remove.contains(b));
             for b in remove {
                 self.brokers.remove(&b);
                 self.pvcs.remove(&b);

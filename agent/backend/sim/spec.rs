@@ -118,6 +118,9 @@ pub struct ClusterSpec {
     /// Seed of the measurement noise; the same seed gives the same run.
     #[serde(default)]
     pub seed: u64,
+    /// The node pool's `strimzi.io/remove-node-ids` annotation at the start.
+    #[serde(default)]
+    pub remove_node_ids: Vec<i32>,
 }
 
 const fn default_cert_days() -> f64 {
@@ -178,6 +181,7 @@ impl ClusterSpec {
             certificate_days: default_cert_days(),
             timing: Timing::default(),
             seed: 1,
+            remove_node_ids: Vec::new(),
         }
     }
 }
