@@ -205,7 +205,8 @@ impl ClusterAgent {
             return Err(format!("operation {} ({}) is in flight on this cluster", op.id, op.kind()));
         }
         let from = plan::validate_scale(s, to)?;
-        let remove = s.node_pool.as_ref().map(|p| plan::brokers_to_remove(p, from.saturating_sub(to))).unwrap_or_default();
+        let remove =
+            s.node_pool.as_ref().map(|p| plan::brokers_to_remove(p, from.saturating_sub(to))).unwrap_or_default();
         let drain_timeout = drain_timeout.unwrap_or(self.settings.limits.drain_timeout);
         let planned = Planned {
             action: Action::ScaleBrokers { from, to, remove, drain_timeout },

@@ -30,7 +30,11 @@ impl Client {
         Self { base: base.trim_end_matches('/').to_owned(), http }
     }
 
-    async fn answer<T: serde::de::DeserializeOwned>(&self, url: String, r: reqwest::RequestBuilder) -> Result<T, Error> {
+    async fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        url: String,
+        r: reqwest::RequestBuilder,
+    ) -> Result<T, Error> {
         let response = r.send().await.map_err(|source| Error::Unreachable { url: url.clone(), source })?;
         let status = response.status();
         if !status.is_success() {

@@ -44,7 +44,12 @@ pub fn plan(a: &PlanArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&a.output, text + "\n").with_context(|| format!("failed to write {}", a.output.display()))?;
     let s = &plan.stats;
     if a.json {
-        println!("{}", serde_json::to_string(&serde_json::json!({"added_brokers": added, "stats": s, "millis": took.as_millis()}))?);
+        println!(
+            "{}",
+            serde_json::to_string(
+                &serde_json::json!({"added_brokers": added, "stats": s, "millis": took.as_millis()})
+            )?
+        );
     } else {
         if !added.is_empty() {
             let racks: Vec<String> = problem
@@ -83,7 +88,13 @@ fn show(o: &OperationRecord) {
     println!("{}  {}  {}  {}  [{}] {}", o.id, o.cluster, o.kind, status, o.reason, o.detail.as_deref().unwrap_or(""));
 }
 
-pub async fn scale(api: &str, cluster: &str, to: u32, drain_timeout: Option<Duration>, wait: bool) -> anyhow::Result<ExitCode> {
+pub async fn scale(
+    api: &str,
+    cluster: &str,
+    to: u32,
+    drain_timeout: Option<Duration>,
+    wait: bool,
+) -> anyhow::Result<ExitCode> {
     let client = Client::new(api);
     let accepted = client.scale(cluster, to, drain_timeout).await?;
     println!("accepted: operation {} ({api}{})", accepted.operation, accepted.status_url);

@@ -111,7 +111,37 @@ struct RawConfig {
     leader_election: Option<RawLeaderElection>,
     #[serde(default)]
     kubernetes_journal: Option<RawKubernetesJournal>,
+    #[serde(default)]
+    notifications: Vec<RawWebhook>,
     clusters: Vec<RawCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    name: String,
+    url: String,
+    #[serde(default)]
+    kinds: Vec<String>,
+    #[serde(default = "default_webhook_timeout", with = "humantime_serde")]
+    timeout: Duration,
+}
+
+const fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// A webhook receiver (Slack-compatible JSON) for actions and their outcomes.
+#[derive(Clone, Debug, Serialize)]
+pub struct Webhook {
+    pub name: String,
+    /// Never logged: webhook URLs carry their credential.
+    #[serde(skip_serializing)]
+    pub url: String,
+    /// Action kinds sent; empty means scaling and notifications.
+    pub kinds: Vec<ActionKind>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,6 +373,8 @@ pub struct Config {
     pub leader_election: Option<LeaderElection>,
     /// Journal in Kubernetes (survives the agent's pod moving); none uses `journal_path`.
     pub kubernetes_journal: Option<KubernetesJournal>,
+    /// Webhook receivers of actions and outcomes.
+    pub notifications: Vec<Webhook>,
     pub clusters: Vec<ClusterConfig>,
 }
 
@@ -500,6 +532,7 @@ fn validate(raw: RawConfig, file: &Path) -> Result<Config, Error> {
         audit_log,
         leader_election,
         kubernetes_journal,
+        notifications,
         clusters,
     } = raw;
     if region.trim().is_empty() {
@@ -523,6 +556,8 @@ fn validate(raw: RawConfig, file: &Path) -> Result<Config, Error> {
         })
         .transpose()?;
     let limits = validate_limits(limits, interval, file)?;
+    let notifications =
+        notifications.into_iter().enumerate().map(|(i, w)| validate_webhook(w, i, file)).collect::<Result<_, _>>()?;
     let RawPolicy { dir, eval_timeout, reload_interval } = policy;
     if eval_timeout.is_zero() {
         return Err(invalid(file, "policy.eval_timeout", "must be greater than zero"));
@@ -553,8 +588,36 @@ fn validate(raw: RawConfig, file: &Path) -> Result<Config, Error> {
         audit_log: audit_log.map(|p| base.join(p)),
         leader_election,
         kubernetes_journal,
+        notifications,
         clusters: validated,
     })
+}
+
+fn validate_webhook(raw: RawWebhook, i: usize, file: &Path) -> Result<Webhook, Error> {
+    let RawWebhook { name, url, kinds, timeout } = raw;
+    let field = |f: &str| format!("notifications[{i}].{f}");
+    if name.trim().is_empty() {
+        return Err(invalid(file, field("name"), "must not be empty"));
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(invalid(file, field("url"), "is not an http(s) URL"));
+    }
+    if timeout.is_zero() {
+        return Err(invalid(file, field("timeout"), "must be greater than zero"));
+    }
+    let kinds = kinds
+        .iter()
+        .map(|k| {
+            k.parse::<ActionKind>().map_err(|()| {
+                invalid(
+                    file,
+                    field("kinds"),
+                    format!("unknown action kind {k:?}; expected one of {}", ActionKind::names()),
+                )
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Webhook { name, url, kinds, timeout })
 }
 
 fn validate_leader(raw: RawLeaderElection, region: &str, file: &Path) -> Result<LeaderElection, Error> {
@@ -590,7 +653,11 @@ fn validate_limits(raw: RawLimits, interval: Duration, file: &Path) -> Result<Li
         moves_per_cluster,
     } = raw;
     if moves_per_broker == 0 || moves_per_cluster == 0 {
-        return Err(invalid(file, "limits.moves_per_broker", "moves_per_broker and moves_per_cluster must be at least 1"));
+        return Err(invalid(
+            file,
+            "limits.moves_per_broker",
+            "moves_per_broker and moves_per_cluster must be at least 1",
+        ));
     }
     if concurrent_actions == 0 {
         return Err(invalid(file, "limits.concurrent_actions", "must be at least 1"));

@@ -13,8 +13,9 @@ use crate::backend::Backends;
 use crate::config::{BackendKind, ClusterConfig, Config};
 use crate::events::{AuditLog, Events, Sink};
 use crate::http::{self, AppState};
-use crate::operations::OperationLog;
 use crate::leader::{AlwaysLeader, LeaderGate, LeaseElector};
+use crate::notify::Notifier;
+use crate::operations::OperationLog;
 use crate::policy::PolicyStore;
 use crate::scenario::{self, Driver, Scenario};
 use crate::time::Timestamp;
@@ -67,6 +68,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
         audit_log,
         leader_election,
         kubernetes_journal,
+        notifications,
         clusters,
     } = config;
     let mut store =
@@ -87,8 +89,13 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
     }
     let operations = Arc::new(OperationLog::default());
     sinks.push(operations.clone());
-    let events = Events::new(sinks);
     let mut tasks = JoinSet::new();
+    if !notifications.is_empty() {
+        let (notifier, post) = Notifier::new(notifications);
+        sinks.push(Arc::new(notifier));
+        tasks.spawn(post);
+    }
+    let events = Events::new(sinks);
     // Events and the Lease name this agent instance: the pod name in Kubernetes, else the host.
     let instance = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).ok();
     let leader: Arc<dyn LeaderGate> = match &leader_election {
@@ -113,7 +120,13 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
             BackendKind::Simulated => {
                 let driver = simulated(cluster)?;
                 let backends = driver.backend().backends();
-                tasks.spawn(drive_simulation(driver, cluster.name.clone(), triggers.clone(), events.clone(), cancel.clone()));
+                tasks.spawn(drive_simulation(
+                    driver,
+                    cluster.name.clone(),
+                    triggers.clone(),
+                    events.clone(),
+                    cancel.clone(),
+                ));
                 backends
             }
         };

@@ -274,7 +274,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit/audit.jsonl");
         let audit = AuditLog::open(&path).unwrap();
-        let action = Action::ScaleBrokers { from: 3, to: 5, remove: vec![], drain_timeout: std::time::Duration::from_secs(60) };
+        let action =
+            Action::ScaleBrokers { from: 3, to: 5, remove: vec![], drain_timeout: std::time::Duration::from_secs(60) };
         audit.record(&event(Body::Action {
             operation: "op-1".into(),
             action,

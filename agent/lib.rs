@@ -8,8 +8,8 @@
 pub mod act;
 pub mod agent;
 pub mod backend;
-pub mod collect;
 pub mod client;
+pub mod collect;
 pub mod config;
 pub mod daemon;
 pub mod events;
@@ -17,6 +17,7 @@ pub mod events;
 pub(crate) mod fixtures;
 pub mod http;
 pub mod leader;
+pub mod notify;
 pub mod operations;
 pub mod plan;
 pub mod planner;

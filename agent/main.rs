@@ -229,7 +229,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             simulate(&s, policies, json, speed, dump)
         }
         Command::Plan { assignment, brokers, add_brokers, remove_brokers, log_dirs, output, json } => {
-            commands::plan(&commands::PlanArgs { assignment, brokers, add_brokers, remove_brokers, log_dirs, output, json })
+            commands::plan(&commands::PlanArgs {
+                assignment,
+                brokers,
+                add_brokers,
+                remove_brokers,
+                log_dirs,
+                output,
+                json,
+            })
         }
         Command::Scale { cluster, to, drain_timeout, api, no_wait } => {
             runtime()?.block_on(commands::scale(&api, &cluster, to, drain_timeout, !no_wait))

@@ -150,14 +150,32 @@ pub enum Action {
         #[serde(with = "humantime_serde")]
         drain_timeout: Duration,
     },
-    ReassignPartitions { moves: Vec<PartitionTarget> },
+    ReassignPartitions {
+        moves: Vec<PartitionTarget>,
+    },
     ElectLeaders {},
-    RestartPod { broker: i32 },
-    ReplacePod { broker: i32 },
-    ResizeVolume { broker: i32, from_bytes: u64, to_bytes: u64 },
-    ReplaceVolume { broker: i32 },
-    RenewCertificate { secret: String, not_after: Timestamp },
-    Notify { severity: String, message: String },
+    RestartPod {
+        broker: i32,
+    },
+    ReplacePod {
+        broker: i32,
+    },
+    ResizeVolume {
+        broker: i32,
+        from_bytes: u64,
+        to_bytes: u64,
+    },
+    ReplaceVolume {
+        broker: i32,
+    },
+    RenewCertificate {
+        secret: String,
+        not_after: Timestamp,
+    },
+    Notify {
+        severity: String,
+        message: String,
+    },
 }
 
 impl Action {
@@ -276,8 +294,14 @@ fn concretise(d: &Decision, s: &Snapshot, limits: &Limits) -> Result<Action, Str
     match request {
         Request::ScaleBrokers { to, drain_timeout } => {
             let from = validate_scale(s, *to)?;
-            let remove = s.node_pool.as_ref().map(|p| brokers_to_remove(p, from.saturating_sub(*to))).unwrap_or_default();
-            Ok(Action::ScaleBrokers { from, to: *to, remove, drain_timeout: drain_timeout.unwrap_or(limits.drain_timeout) })
+            let remove =
+                s.node_pool.as_ref().map(|p| brokers_to_remove(p, from.saturating_sub(*to))).unwrap_or_default();
+            Ok(Action::ScaleBrokers {
+                from,
+                to: *to,
+                remove,
+                drain_timeout: drain_timeout.unwrap_or(limits.drain_timeout),
+            })
         }
         Request::ReassignPartitions { from_brokers } => {
             for b in from_brokers {
@@ -395,7 +419,13 @@ mod tests {
     #[tokio::test]
     async fn a_scale_decision_becomes_an_action_with_its_origin() {
         let s = snapshot().await;
-        let p = plan(&s, &[decision(Request::ScaleBrokers { to: 5, drain_timeout: None })], &History::default(), &Limits::default(), s.at);
+        let p = plan(
+            &s,
+            &[decision(Request::ScaleBrokers { to: 5, drain_timeout: None })],
+            &History::default(),
+            &Limits::default(),
+            s.at,
+        );
         assert_eq!(
             p.actions[0].action,
             Action::ScaleBrokers { from: 3, to: 5, remove: vec![], drain_timeout: Limits::default().drain_timeout }
@@ -408,7 +438,8 @@ mod tests {
         let s = snapshot().await;
         let mut h = History::default();
         h.last_finished.insert(ActionKind::ScaleBrokers, s.at.saturating_sub(Duration::from_secs(60)));
-        let p = plan(&s, &[decision(Request::ScaleBrokers { to: 5, drain_timeout: None })], &h, &Limits::default(), s.at);
+        let p =
+            plan(&s, &[decision(Request::ScaleBrokers { to: 5, drain_timeout: None })], &h, &Limits::default(), s.at);
         assert!(p.actions.is_empty());
         assert_eq!(p.deferred[0].why, "cooldown: 9m left");
     }
@@ -417,7 +448,10 @@ mod tests {
     async fn stale_data_defers_everything_but_notifications() {
         let mut s = snapshot().await;
         s.complete = false;
-        let ds = [decision(Request::ScaleBrokers { to: 5, drain_timeout: None }), decision(Request::Notify { severity: "warning".into() })];
+        let ds = [
+            decision(Request::ScaleBrokers { to: 5, drain_timeout: None }),
+            decision(Request::Notify { severity: "warning".into() }),
+        ];
         let p = plan(&s, &ds, &History::default(), &Limits::default(), s.at);
         assert_eq!(p.actions.len(), 1);
         assert_eq!(p.actions[0].action.kind(), ActionKind::Notify);

@@ -64,13 +64,22 @@ pub fn describe() {
         SAVINGS_PER_HOUR,
         "Cost per hour saved against the largest node pool the agent has seen (brokers fewer times cost_per_broker_hour), by cluster."
     );
-    describe_gauge!(COST_SAVED, "Cost saved since the agent started by running below the largest node pool seen, by cluster.");
+    describe_gauge!(
+        COST_SAVED,
+        "Cost saved since the agent started by running below the largest node pool seen, by cluster."
+    );
     describe_gauge!(
         BROKER_HOURS_SAVED,
         "Broker-hours saved since the agent started by running below the largest node pool seen, by cluster."
     );
-    describe_counter!(REQUESTS, "Operator requests (API, command line), by cluster, kind and result (accepted, refused).");
-    describe_counter!(NOTIFICATIONS, "Notifications posted to webhook receivers, by receiver and result (sent, failed).");
+    describe_counter!(
+        REQUESTS,
+        "Operator requests (API, command line), by cluster, kind and result (accepted, refused)."
+    );
+    describe_counter!(
+        NOTIFICATIONS,
+        "Notifications posted to webhook receivers, by receiver and result (sent, failed)."
+    );
 }
 
 /// Install the Prometheus recorder and return the handle that renders `/metrics`.

@@ -36,6 +36,12 @@ needed := n if {
 	n := ceil(current * max([cpu / cfg.target_cpu, memory / cfg.target_memory]))
 }
 
+# Most brokers allowed: max_brokers, and the cluster's broker quota where the agent's config
+# sets one (input.cluster.broker_quota).
+ceiling := min([cfg.max_brokers, input.cluster.broker_quota]) if {
+	is_number(input.cluster.broker_quota)
+} else := cfg.max_brokers
+
 # Fewest brokers the topics allow: every replica on its own broker, and one broker to spare
 # above min.insync.replicas so a broker loss keeps producers writing.
 floor := max([cfg.min_brokers, input.cluster.max_replication_factor, input.cluster.max_min_insync_replicas + 1])
@@ -50,7 +56,7 @@ sustained_low if {
 	held("memory_low") >= cfg.scale_down.hold_seconds
 }
 
-scale_up_target := min([needed, current + cfg.max_step, cfg.max_brokers])
+scale_up_target := min([needed, current + cfg.max_step, ceiling])
 
 scale_down_target := max([needed, current - cfg.max_step, floor])
 
@@ -96,11 +102,13 @@ decisions contains d if {
 decisions contains d if {
 	input.cluster.complete
 	sustained_high
-	current >= cfg.max_brokers
+	current >= ceiling
 	d := {
 		"kind": "notify",
 		"severity": "warning",
 		"rule": "scale_up_capped",
-		"message": sprintf("load needs %v brokers but max_brokers is %v", [needed, cfg.max_brokers]),
+		"message": sprintf("load needs %v brokers but the ceiling is %v (max_brokers %v, broker quota %v)", [
+			needed, ceiling, cfg.max_brokers, object.get(input.cluster, "broker_quota", null),
+		]),
 	}
 }

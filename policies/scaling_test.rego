@@ -128,3 +128,59 @@ test_thresholds_come_from_data if {
 	ds := scaling.decisions with input as loaded(120) with data.autopilot.scaling.scale_up.hold_seconds as 120
 	scale_targets(ds) == {5}
 }
+
+test_bounded_by_the_broker_quota if {
+	quota := json.patch(loaded(600), [{"op": "add", "path": "/cluster/broker_quota", "value": 4}])
+	ds := scaling.decisions with input as quota
+	scale_targets(ds) == {4}
+}
+
+test_at_the_quota_notifies_instead if {
+	quota := json.patch(loaded(600), [{"op": "add", "path": "/cluster/broker_quota", "value": 3}])
+	ds := scaling.decisions with input as quota
+	scale_targets(ds) == set()
+	some d in ds
+	d.rule == "scale_up_capped"
+	contains(d.message, "broker quota 3")
+}
+
+test_null_quota_means_max_brokers if {
+	open := json.patch(loaded(600), [{"op": "add", "path": "/cluster/broker_quota", "value": null}])
+	scaling.ceiling == 12 with input as open
+}
+
+test_target_from_utilisation_not_one_at_a_time if {
+	# 3 brokers at 80% cpu and 85% memory against targets 55% / 65%: ceil(3 * 0.85 / 0.65) = 4
+	# by memory, ceil(3 * 0.80 / 0.55) = 5 by cpu; the larger wins, in one step.
+	scaling.needed == 5 with input as loaded(300)
+	mild := json.patch(loaded(300), [{"op": "replace", "path": "/cluster/utilisation/cpu/avg_5m", "value": 0.76}])
+	scaling.needed == 5 with input as mild
+	with_memory := json.patch(mild, [{"op": "replace", "path": "/cluster/utilisation/memory/avg_5m", "value": 0.81}])
+	scaling.needed == 5 with input as with_memory
+}
+
+test_no_scaling_while_partitions_move if {
+	moving := json.patch(loaded(600), [{"op": "replace", "path": "/cluster/reassignments", "value": [{"topic": "t", "partition": 0}]}])
+	ds := scaling.decisions with input as moving
+	count(ds) == 0
+	why := scaling.blocked with input as moving
+	why["partitions are being reassigned"]
+}
+
+test_scale_down_bounded_by_max_step if {
+	big := json.patch(idle(600), [{"op": "replace", "path": "/cluster/node_pool/replicas", "value": 10}])
+	ds := scaling.decisions with input as big
+	scale_targets(ds) == {8}
+}
+
+test_no_scale_down_at_the_floor if {
+	small := json.patch(idle(900), [{"op": "replace", "path": "/cluster/node_pool/replicas", "value": 3}])
+	ds := scaling.decisions with input as small
+	count(ds) == 0
+}
+
+test_high_cpu_alone_is_not_enough if {
+	cpu_only := json.patch(loaded(600), [{"op": "replace", "path": "/cluster/conditions/memory_high/held_seconds", "value": 0}])
+	ds := scaling.decisions with input as cpu_only
+	count(ds) == 0
+}

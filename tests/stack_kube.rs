@@ -188,7 +188,12 @@ mod journal {
     fn scale(approval_required: bool) -> Plan {
         Plan {
             actions: vec![Planned {
-                action: Action::ScaleBrokers { from: 3, to: 5, remove: vec![], drain_timeout: Duration::from_secs(1800) },
+                action: Action::ScaleBrokers {
+                    from: 3,
+                    to: 5,
+                    remove: vec![],
+                    drain_timeout: Duration::from_secs(1800),
+                },
                 rule: "r".into(),
                 message: "m".into(),
                 approval_required,

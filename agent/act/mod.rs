@@ -316,7 +316,8 @@ impl ClusterExecutor {
                 Progress::Wait => {
                     if let Step::AwaitReassignment { partitions, rest } = &op.step {
                         let pending = (partitions.len() + rest.len()) as f64;
-                        metrics::gauge!(telemetry::REASSIGNMENTS_PENDING, "cluster" => self.cluster.clone()).set(pending);
+                        metrics::gauge!(telemetry::REASSIGNMENTS_PENDING, "cluster" => self.cluster.clone())
+                            .set(pending);
                     }
                     return;
                 }

@@ -214,7 +214,8 @@ pub struct Operation {
     /// Brokers a scale-down drains and removes.
     #[serde(default)]
     pub drain: Vec<i32>,
-    /// A scale-down whose brokers are not empty by then rolls back.
+    /// A scaling operation whose partitions have not moved by then (brokers drained, or new
+    /// brokers filled) rolls back.
     #[serde(default)]
     pub drain_deadline: Option<Timestamp>,
 }
@@ -246,10 +247,9 @@ impl Operation {
     pub fn start(id: String, planned: &Planned, s: &Snapshot, now: Timestamp, timeout: Duration) -> Self {
         let Planned { action, rule: reason, message, approval_required } = planned.clone();
         let first = first_step(&action);
+        // Scaling moves data within its drain timeout, whichever the direction.
         let (drain, drain_deadline) = match &action {
-            Action::ScaleBrokers { remove, drain_timeout, .. } if !remove.is_empty() => {
-                (remove.clone(), Some(now + *drain_timeout))
-            }
+            Action::ScaleBrokers { remove, drain_timeout, .. } => (remove.clone(), Some(now + *drain_timeout)),
             _ => (Vec::new(), None),
         };
         let step = if approval_required { Step::AwaitApproval { then: Box::new(first) } } else { first };
@@ -324,7 +324,9 @@ fn after_brokers(op: &Operation) -> Step {
 /// What comes after the submitted reassignments completed.
 fn after_reassignment(op: &Operation, drain: &[i32]) -> Step {
     match op.action {
-        Action::ScaleBrokers { from, to, .. } if to < from => Step::VerifyDrained { brokers: drain.to_vec(), replicas: to },
+        Action::ScaleBrokers { from, to, .. } if to < from => {
+            Step::VerifyDrained { brokers: drain.to_vec(), replicas: to }
+        }
         _ => Step::ElectLeaders,
     }
 }
@@ -332,7 +334,11 @@ fn after_reassignment(op: &Operation, drain: &[i32]) -> Step {
 /// The next batch of `moves`, in plan order: as many as the per-broker and per-cluster limits
 /// allow, and the rest. Moves the cluster already shows done, of partitions that no longer
 /// exist, are dropped; partitions someone else is reassigning wait for a later batch.
-pub fn next_batch(moves: &[PartitionTarget], s: &Snapshot, pacing: &Pacing) -> (Vec<PartitionTarget>, Vec<PartitionTarget>) {
+pub fn next_batch(
+    moves: &[PartitionTarget],
+    s: &Snapshot,
+    pacing: &Pacing,
+) -> (Vec<PartitionTarget>, Vec<PartitionTarget>) {
     let current: HashMap<(&str, i32), &[i32]> =
         s.all_partitions().map(|p| ((p.topic.as_str(), p.partition), p.replicas.as_slice())).collect();
     let busy: BTreeSet<(&str, i32)> = s.reassignments.iter().map(|r| (r.topic.as_str(), r.partition)).collect();
@@ -373,11 +379,19 @@ fn submit(op: &Operation, s: &Snapshot, moves: &[PartitionTarget], pacing: &Paci
     }
     if batch.is_empty() {
         // Everything left waits for partitions someone else is moving.
-        return advance(Effect::None, Step::AwaitReassignment { partitions: Vec::new(), rest }, "waiting for other reassignments");
+        return advance(
+            Effect::None,
+            Step::AwaitReassignment { partitions: Vec::new(), rest },
+            "waiting for other reassignments",
+        );
     }
     let partitions: Vec<(String, i32)> = batch.iter().map(|m| (m.topic.clone(), m.partition)).collect();
     let detail = format!("{} partition moves submitted, {} to follow", batch.len(), rest.len());
-    advance(Effect::Reassign { moves: batch, throttle: pacing.throttle }, Step::AwaitReassignment { partitions, rest }, detail)
+    advance(
+        Effect::Reassign { moves: batch, throttle: pacing.throttle },
+        Step::AwaitReassignment { partitions, rest },
+        detail,
+    )
 }
 
 /// Why the cluster is not healthy, if it is not.
@@ -414,7 +428,12 @@ pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, pacing: &Pacing) -
     );
     if let Some(deadline) = op.drain_deadline.filter(|d| draining && now > *d && op.rolling_back.is_none()) {
         let took = humantime::format_duration(Duration::from_secs((deadline - op.started_at).as_secs()));
-        return Progress::Abort { reason: format!("brokers {:?} not drained within the drain timeout of {took}", op.drain) };
+        let reason = if op.drain.is_empty() {
+            format!("partitions not moved within the drain timeout of {took}")
+        } else {
+            format!("brokers {:?} not drained within the drain timeout of {took}", op.drain)
+        };
+        return Progress::Abort { reason };
     }
     let waited = now - op.step_started_at;
     // A waiting step must judge a snapshot taken after its effect was made, never the one the

@@ -268,7 +268,8 @@ impl Model {
         let mut totals: Vec<u64> = share.iter().map(|x| (x + 1e-9).floor() as u64).collect();
         let mut left = total.saturating_sub(totals.iter().sum());
         let mut by_remainder: Vec<usize> = (0..k).collect();
-        let held = |r: usize| -> u64 { self.members[r].iter().map(|b| u64::from(self.original_count[*b as usize])).sum() };
+        let held =
+            |r: usize| -> u64 { self.members[r].iter().map(|b| u64::from(self.original_count[*b as usize])).sum() };
         by_remainder.sort_by(|a, b| {
             let (fa, fb) = (share[*a] - share[*a].floor(), share[*b] - share[*b].floor());
             fb.total_cmp(&fa).then(held(*b).cmp(&held(*a))).then(a.cmp(b))

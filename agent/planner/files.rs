@@ -154,16 +154,14 @@ pub fn add_brokers(brokers: &mut Vec<BrokerSpec>, n: u32) -> Vec<i32> {
             *per_rack.entry(r.clone()).or_default() += 1;
         }
     }
-    let mut next = brokers.iter().map(|b| b.id).max().unwrap_or(0) + 1;
-    let mut added = Vec::new();
-    for _ in 0..n {
+    let first = brokers.iter().map(|b| b.id).max().unwrap_or(0) + 1;
+    let added: Vec<i32> = (first..).take(n as usize).collect();
+    for id in &added {
         let rack = per_rack.iter().min_by_key(|(name, count)| (**count, (*name).clone())).map(|(r, _)| r.clone());
         if let Some(r) = &rack {
             *per_rack.entry(r.clone()).or_default() += 1;
         }
-        brokers.push(BrokerSpec { id: next, rack, capacity_bytes: None, role: Role::Active });
-        added.push(next);
-        next += 1;
+        brokers.push(BrokerSpec { id: *id, rack, capacity_bytes: None, role: Role::Active });
     }
     added
 }

@@ -26,9 +26,8 @@ fn leads(m: &Model, before: bool) -> Vec<u32> {
 fn targets(m: &Model, leads: &[u32]) -> Vec<u32> {
     let mut active: Vec<u32> = (0..m.role.len() as u32).filter(|b| m.role[*b as usize] == Role::Active).collect();
     active.sort_by_key(|b| (std::cmp::Reverse(leads[*b as usize]), *b));
-    let led = (0..m.partitions())
-        .filter(|p| m.replicas(*p).iter().any(|b| m.role[*b as usize] == Role::Active))
-        .count() as u32;
+    let led = (0..m.partitions()).filter(|p| m.replicas(*p).iter().any(|b| m.role[*b as usize] == Role::Active)).count()
+        as u32;
     let n = active.len().max(1) as u32;
     let mut target = vec![0u32; m.role.len()];
     for (i, b) in active.iter().enumerate() {
@@ -111,9 +110,10 @@ fn chains(m: &mut Model, leads: &mut [u32], target: &[u32]) {
                 if m.role[mid] != Role::Active {
                     continue;
                 }
-                let next = led[mid].iter().copied().find(|q| {
-                    m.replicas(*q)[0] as usize == mid && wanting_member(m, *q, leads, target).is_some()
-                });
+                let next = led[mid]
+                    .iter()
+                    .copied()
+                    .find(|q| m.replicas(*q)[0] as usize == mid && wanting_member(m, *q, leads, target).is_some());
                 if let Some(q) = next {
                     let t = wanting_member(m, q, leads, target).unwrap_or(0);
                     let to = m.replicas(q)[t] as usize;

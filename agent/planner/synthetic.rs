@@ -75,14 +75,16 @@ pub fn problem(shape: &Shape) -> Problem {
         members[(b.id as usize - 1) % racks].push(b.id);
     }
     let mut rng = Rng::new(shape.seed);
-    let mut cursor = vec![0usize; racks];
+    // One cursor per rack and replica position, so leaders spread as evenly as replicas.
+    let rf = shape.replication_factor as usize;
+    let mut cursor = vec![0usize; racks * rf];
     let partitions = (0..shape.partitions)
         .map(|i| {
             let first = i as usize % racks;
             let replicas = (0..shape.replication_factor as usize)
                 .map(|j| {
                     let r = (first + j) % racks;
-                    let pick = pick(&members[r], &mut cursor[r], shape.skew, &mut rng);
+                    let pick = pick(&members[r], &mut cursor[r * rf + j], shape.skew, &mut rng);
                     pick.unwrap_or(0)
                 })
                 .collect::<Vec<i32>>();

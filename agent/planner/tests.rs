@@ -49,7 +49,12 @@ fn spread(counts: &BTreeMap<i32, usize>) -> usize {
 fn within_five_percent(plan: &Plan) {
     let s = &plan.stats;
     assert!(s.replica_moves >= s.lower_bound, "{s:?}");
-    assert!(s.replica_moves as f64 <= s.lower_bound as f64 * 1.05, "moves {} vs bound {}", s.replica_moves, s.lower_bound);
+    assert!(
+        s.replica_moves as f64 <= s.lower_bound as f64 * 1.05,
+        "moves {} vs bound {}",
+        s.replica_moves,
+        s.lower_bound
+    );
 }
 
 #[test]
@@ -208,7 +213,11 @@ mod kafka_files {
             r#"{"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[1,2],"log_dirs":["any","any"]},
                 {"topic":"t","partition":1,"replicas":[1,2]}]}"#,
         );
-        let b = write(&dir, "brokers.json", r#"[{"id":1,"rack":"a"},{"id":2,"rack":"b"},{"id":3,"rack":"a","capacity_bytes":5}]"#);
+        let b = write(
+            &dir,
+            "brokers.json",
+            r#"[{"id":1,"rack":"a"},{"id":2,"rack":"b"},{"id":3,"rack":"a","capacity_bytes":5}]"#,
+        );
         let l = write(
             &dir,
             "dirs.json",

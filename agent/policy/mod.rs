@@ -493,7 +493,11 @@ mod tests {
         let Reload::Failed(e) = store.refresh() else { panic!("broken policy accepted") };
         assert!(e.to_string().contains("t.rego:5:"), "names file and line: {e}");
         assert!(store.error().is_some());
-        assert_eq!(decided(&store.current()), vec![Request::ScaleBrokers { to: 5, drain_timeout: None }], "old policy in force");
+        assert_eq!(
+            decided(&store.current()),
+            vec![Request::ScaleBrokers { to: 5, drain_timeout: None }],
+            "old policy in force"
+        );
         assert!(matches!(store.refresh(), Reload::Unchanged), "reported once");
 
         std::fs::write(dir.path().join("t.rego"), POLICY).unwrap();

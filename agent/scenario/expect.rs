@@ -26,7 +26,8 @@ pub struct Expectation {
     /// An operator request (accepted or refused) from the timeline.
     #[serde(default)]
     pub request: Option<Map<String, Value>>,
-    /// No event matches (an action unless `type` says otherwise).
+    /// No event matches (an action unless `type` says otherwise); with `within`, no event in
+    /// that window.
     #[serde(default)]
     pub never: Option<Map<String, Value>>,
 }
@@ -38,8 +39,8 @@ impl Expectation {
             .filter(|t| t.is_some())
             .count();
         match (&self.never, self.within, targets) {
-            (Some(_), None, 0) if self.after.is_none() => Ok(()),
-            (Some(_), _, _) => Err("`never` stands alone".into()),
+            (Some(_), _, 0) => Ok(()),
+            (Some(_), _, _) => Err("`never` takes no action, outcome, decision, step or request".into()),
             (None, Some(_), 1) => Ok(()),
             (None, None, _) => {
                 Err("needs `within` (with one of action, outcome, decision, step, request) or `never`".into())
@@ -81,13 +82,14 @@ impl Expectation {
         let matching: Vec<&Value> = same_type.iter().copied().filter(|e| subset(&wanted, e)).collect();
         let at = |e: &Value| e.get("at").and_then(Value::as_f64).unwrap_or(f64::MAX);
         let shown = Value::Object(wanted.clone());
+        let lo = self.after.unwrap_or_default().as_secs_f64();
+        let hi = self.within.map_or(f64::MAX, |w| w.as_secs_f64());
         if self.never.is_some() {
             return matching
-                .first()
+                .iter()
+                .find(|e| at(e) >= lo && at(e) <= hi)
                 .map(|e| format!("expected never a {ty} matching {shown}, but one happened at {}s: {e}", at(e)));
         }
-        let lo = self.after.unwrap_or_default().as_secs_f64();
-        let hi = self.within.unwrap_or_default().as_secs_f64();
         if matching.iter().any(|e| at(e) >= lo && at(e) <= hi) {
             return None;
         }
@@ -165,7 +167,13 @@ mod tests {
     fn malformed_expectations_are_refused() {
         let e: Expectation = serde_yaml::from_str("{within: 5m}").unwrap();
         assert!(e.validate().is_err());
-        let e: Expectation = serde_yaml::from_str("{never: {kind: x}, within: 5m}").unwrap();
+        let e: Expectation = serde_yaml::from_str("{never: {kind: x}, action: {kind: y}}").unwrap();
         assert!(e.validate().is_err());
+    }
+
+    #[test]
+    fn never_within_a_window_ignores_later_events() {
+        assert_eq!(exp("{within: 800s, never: {type: outcome, result: succeeded}}").check(&events()), None);
+        assert!(exp("{within: 900s, never: {type: outcome, result: succeeded}}").check(&events()).is_some());
     }
 }

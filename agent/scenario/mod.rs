@@ -129,8 +129,8 @@ impl Scenario {
             return Err("run_for: must be at least one interval".into());
         }
         for (i, e) in self.timeline.iter().enumerate() {
-            if e.load.is_none() && e.fault.is_none() {
-                return Err(format!("timeline[{i}]: needs a `load` or a `fault`"));
+            if e.load.is_none() && e.fault.is_none() && e.scale.is_none() {
+                return Err(format!("timeline[{i}]: needs a `load`, a `fault` or a `scale` request"));
             }
             if e.ramp.is_some() && e.load.is_none() {
                 return Err(format!("timeline[{i}].ramp: only with a `load`"));

@@ -132,7 +132,11 @@ impl Printer {
                 let f = fields(serde_json::to_value(request).unwrap_or(Value::Null));
                 match (operation, refused) {
                     (_, Some(why)) => format!("{t}  REQUEST    {} {f} from {source} refused: {why}", request.kind()),
-                    (op, None) => format!("{t}  REQUEST    {} {f} from {source} accepted: {}", request.kind(), op.as_deref().unwrap_or("")),
+                    (op, None) => format!(
+                        "{t}  REQUEST    {} {f} from {source} accepted: {}",
+                        request.kind(),
+                        op.as_deref().unwrap_or("")
+                    ),
                 }
             }
             Body::PolicyError { category, message } => {
