@@ -175,4 +175,28 @@ mod tests {
         assert_eq!(get("/metrics").await.0, StatusCode::NOT_FOUND, "no recorder installed in this test");
         assert_eq!(get("/nope").await.0, StatusCode::NOT_FOUND);
     }
+
+    async fn post(path: &str, body: &str) -> (StatusCode, String) {
+        let request = Request::post(path).body(Body::from(body.to_owned())).unwrap();
+        let response = app().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn scale_requests_are_validated_before_reaching_a_cluster() {
+        let (status, body) = post("/api/v1/clusters/c/scale", r#"{"desired":8}"#).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("unknown field `desired`"), "{body}");
+        let (status, body) = post("/api/v1/clusters/c/scale", r#"{"desired_brokers":8,"drain_timeout":"soon"}"#).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("drain_timeout \\\"soon\\\" is not a duration"), "{body}");
+        let (status, body) = post("/api/v1/clusters/c/scale", "not json").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (status, body) = post("/api/v1/clusters/c/scale", r#"{"desired_brokers":8,"drain_timeout":"300s"}"#).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body, r#"{"error":"no cluster named \"c\""}"#);
+        assert_eq!(get("/api/v1/operations").await, (StatusCode::OK, "[]".into()));
+    }
 }

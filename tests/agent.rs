@@ -50,6 +50,10 @@ impl Drop for Agent {
 }
 
 fn start(dir: &Path, port: u16) -> Agent {
+    start_with(dir, port, true)
+}
+
+fn start_with(dir: &Path, port: u16, dry_run: bool) -> Agent {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies).unwrap();
@@ -57,7 +61,7 @@ fn start(dir: &Path, port: u16) -> Agent {
         std::fs::copy(root.join("policies").join(f), policies.join(f)).unwrap();
     }
     let config = format!(
-        "region: test\ninterval: 1s\ndry_run: true\njournal_path: journal.json\naudit_log: audit.jsonl\n\
+        "region: test\ninterval: 1s\ndry_run: {dry_run}\njournal_path: journal.json\naudit_log: audit.jsonl\n\
          policy: {{dir: policies, reload_interval: 200ms}}\nlimits: {{max_data_age: 30s}}\n\
          api: {{listen: \"127.0.0.1:{port}\"}}\n\
          clusters:\n  - {{name: prod-kafka-01, namespace: kafka, node_pool: brokers, backend: simulated}}\n"
@@ -127,4 +131,59 @@ fn a_broken_policy_keeps_the_last_good_one_and_a_fix_is_picked_up() {
     }
     let log = std::fs::read_to_string(&agent.log).unwrap();
     assert!(log.contains("agent stopped"), "{log}");
+}
+
+fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_autopilot")).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn manual_scaling_is_validated_started_and_followed_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _agent = start_with(dir.path(), port, false);
+    let api = format!("http://127.0.0.1:{port}");
+    // Requests are checked against fresh data: wait until no source is stale.
+    wait_for(port, "/metrics", "fresh data from every source", |b| {
+        ["metrics", "kafka", "kube"].iter().all(|s| {
+            metric(b, &format!("autopilot_data_stale{{cluster=\"prod-kafka-01\",source=\"{s}\"}}")) == Some(0.0)
+        })
+    });
+
+    let (ok, _, err) = cli(&["scale", "--cluster", "prod-kafka-01", "--to", "2", "--api", &api]);
+    assert!(!ok && err.contains("409") && err.contains("below the minimum of 3"), "{err}");
+    let (ok, _, err) = cli(&["scale", "--cluster", "nope", "--to", "4", "--api", &api]);
+    assert!(!ok && err.contains("404") && err.contains("no cluster named \"nope\""), "{err}");
+
+    let (ok, out, err) = cli(&[
+        "scale",
+        "--cluster",
+        "prod-kafka-01",
+        "--to",
+        "4",
+        "--drain-timeout",
+        "300s",
+        "--no-wait",
+        "--api",
+        &api,
+    ]);
+    assert!(ok, "{out}{err}");
+    let id = out.split_whitespace().nth(2).unwrap().to_owned();
+    assert!(id.starts_with("prod-kafka-01-scale_brokers-"), "{out}");
+
+    let (ok, out, err) = cli(&["operations", &id, "--api", &api]);
+    assert!(ok, "{err}");
+    assert!(out.contains("scale_brokers") && out.contains("manual_scale") && out.contains("await_brokers"), "{out}");
+    let (ok, _, err) = cli(&["scale", "--cluster", "prod-kafka-01", "--to", "5", "--api", &api]);
+    assert!(!ok && err.contains(&format!("operation {id} (scale_brokers) is in flight")), "{err}");
+
+    let list = get(port, "/api/v1/operations?cluster=prod-kafka-01").unwrap();
+    assert!(list.contains(&id) && list.contains("\"status\":\"running\""), "{list}");
+    let missing = get(port, "/api/v1/operations/nope").unwrap();
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let requests: Vec<&str> = audit.lines().filter(|l| l.contains("\"type\":\"request\"")).collect();
+    assert_eq!(requests.len(), 3, "every request that reached a cluster is audited, accepted or refused: {requests:?}");
 }

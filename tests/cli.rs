@@ -150,3 +150,69 @@ fn check_config_accepts_a_good_file_and_names_the_bad_field() {
     let err = stderr(&out);
     assert!(err.contains("interval") && err.contains(path.to_str().unwrap()), "{err}");
 }
+
+/// Kafka's reassignment JSON and a broker list for a synthetic cluster, written to `dir`.
+fn kafka_files(dir: &Path, brokers: u32, partitions: u32) -> (PathBuf, PathBuf) {
+    use autopilot::planner::synthetic::{problem, Shape};
+    let p = problem(&Shape::new(brokers, 3, partitions));
+    let current = serde_json::json!({
+        "version": 1,
+        "partitions": p.partitions.iter().map(|x| serde_json::json!({"topic": x.topic, "partition": x.partition, "replicas": x.replicas})).collect::<Vec<_>>(),
+    });
+    let list: Vec<Value> = p.brokers.iter().map(|b| serde_json::json!({"id": b.id, "rack": b.rack})).collect();
+    let (a, b) = (dir.join("current.json"), dir.join("brokers.json"));
+    std::fs::write(&a, current.to_string()).unwrap();
+    std::fs::write(&b, Value::Array(list).to_string()).unwrap();
+    (a, b)
+}
+
+#[test]
+fn plan_writes_a_kafka_reassignment_that_fills_new_brokers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (current, brokers) = kafka_files(dir.path(), 6, 600);
+    let output = dir.path().join("plan.json");
+    let (c, b, o) = (current.to_str().unwrap(), brokers.to_str().unwrap(), output.to_str().unwrap());
+    let out = autopilot(&["plan", "--assignment", c, "--brokers", b, "--add-brokers", "3", "--output", o]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for line in [
+        "added brokers:     7 (rack-0), 8 (rack-1), 9 (rack-2)",
+        "replica moves:     600 (lower bound 600)",
+        "rack violations:   before 0, after 0",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(text.contains("replica spread:    before 300, after 0"), "{text}");
+    let plan: Value = serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
+    assert_eq!(plan["version"], 1);
+    let moved = plan["partitions"].as_array().unwrap();
+    assert!(moved.iter().all(|p| p["replicas"].as_array().unwrap().len() == 3 && p["log_dirs"][0] == "any"));
+    let on_new = moved.iter().flat_map(|p| p["replicas"].as_array().unwrap()).filter(|r| r.as_i64().unwrap() > 6);
+    assert_eq!(on_new.count(), 600, "each new broker gets 200 of the 1800 replicas");
+
+    let out = autopilot(&["plan", "--assignment", c, "--brokers", b, "--remove-brokers", "6", "--output", o, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let figures = json_lines(&out).remove(0);
+    assert_eq!(figures["stats"]["replica_moves"], 300, "{figures}");
+    assert_eq!(figures["stats"]["unplaced"], 0);
+}
+
+#[test]
+fn plan_names_what_is_wrong_with_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (current, brokers) = kafka_files(dir.path(), 3, 30);
+    let output = dir.path().join("plan.json");
+    let (c, b, o) = (current.to_str().unwrap(), brokers.to_str().unwrap(), output.to_str().unwrap());
+    let out = autopilot(&["plan", "--assignment", c, "--brokers", b, "--remove-brokers", "9", "--output", o]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--remove-brokers: broker 9 is not in"), "{}", stderr(&out));
+    std::fs::write(&brokers, r#"[{"id":1,"rack":"a"},{"id":2,"rack":"b"}]"#).unwrap();
+    let out = autopilot(&["plan", "--assignment", c, "--brokers", b, "--output", o]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("replica on broker 3, which is not in the broker list"), "{}", stderr(&out));
+    // Three brokers cannot give up one and keep three racks for replication factor 3.
+    std::fs::write(&brokers, r#"[{"id":1,"rack":"a"},{"id":2,"rack":"b"},{"id":3,"rack":"c"}]"#).unwrap();
+    let out = autopilot(&["plan", "--assignment", c, "--brokers", b, "--remove-brokers", "3", "--output", o]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("misses a hard goal: 30 replicas without a valid broker"), "{}", stderr(&out));
+}
