@@ -308,6 +308,9 @@ fn concretise(d: &Decision, s: &Snapshot, limits: &Limits) -> Result<Action, Str
                 broker_exists(*b)?;
             }
             let plan = rebalance::plan_moves(s, from_brokers).map_err(|e| format!("cannot plan moves: {e}"))?;
+            if plan.stats.unplaced > 0 {
+                return Err(format!("{} replicas have no broker to go to (racks or capacity)", plan.stats.unplaced));
+            }
             let moves = rebalance::targets(&plan);
             if moves.is_empty() {
                 return Err("assignment is already balanced".into());
@@ -414,6 +417,35 @@ mod tests {
     async fn snapshot() -> Snapshot {
         let sim = fixtures::sim(3, Load { cpu: 0.5, memory: 0.5 });
         fixtures::snapshot(&sim, &mut BrokerTracker::default()).await
+    }
+
+    fn pool(ids: &[i32], annotated: &[i32]) -> crate::collect::NodePoolObservation {
+        crate::collect::NodePoolObservation {
+            name: "brokers".into(),
+            replicas: ids.len() as u32,
+            storage_bytes: 0,
+            node_ids: ids.to_vec(),
+            remove_node_ids: annotated.to_vec(),
+        }
+    }
+
+    #[test]
+    fn removal_honours_the_annotation_then_takes_the_highest_ids() {
+        assert_eq!(brokers_to_remove(&pool(&[0, 1, 2, 3, 4], &[]), 2), vec![4, 3]);
+        assert_eq!(brokers_to_remove(&pool(&[0, 1, 2, 3, 4], &[1]), 2), vec![1, 4]);
+        assert_eq!(brokers_to_remove(&pool(&[0, 1, 2, 3, 4], &[2, 0, 7]), 1), vec![2], "unknown ids are ignored");
+        assert_eq!(brokers_to_remove(&pool(&[0, 1, 2], &[]), 0), Vec::<i32>::new());
+    }
+
+    #[tokio::test]
+    async fn scaling_is_refused_with_the_reason() {
+        let mut s = snapshot().await;
+        assert!(validate_scale(&s, 2).unwrap_err().contains("below the minimum of 3"));
+        s.broker_quota = Some(4);
+        assert_eq!(validate_scale(&s, 5).unwrap_err(), "5 brokers exceeds the cluster's broker quota of 4");
+        assert_eq!(validate_scale(&s, 4), Ok(3));
+        s.complete = false;
+        assert_eq!(validate_scale(&s, 4).unwrap_err(), "cluster data is stale or incomplete");
     }
 
     #[tokio::test]

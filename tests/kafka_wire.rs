@@ -95,6 +95,20 @@ async fn racks_and_controller_come_from_describe_cluster() {
 }
 
 #[tokio::test]
+async fn partition_sizes_come_from_each_brokers_log_dirs() {
+    let r = Responder::start(3, "events", 4).await;
+    let k = client(&r);
+    let cluster = k.describe_cluster().await.unwrap();
+    assert_eq!(cluster.addresses.len(), 3);
+    assert!(cluster.addresses.values().all(|a| *a == r.addr.to_string()), "{:?}", cluster.addresses);
+    let sizes = k.partition_sizes(&cluster.addresses).await.unwrap();
+    assert_eq!(sizes.get(&("events".to_owned(), 3)), Some(&(4 << 20)));
+    assert_eq!(sizes.len(), 4);
+    let asked = r.state.lock().unwrap().requests.iter().filter(|n| n.as_str() == "DescribeLogDirs").count();
+    assert_eq!(asked, 3, "one request per broker");
+}
+
+#[tokio::test]
 async fn a_broker_that_never_answers_times_out_without_blocking() {
     // Accepts connections and never replies.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

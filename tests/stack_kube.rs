@@ -101,6 +101,8 @@ async fn scaling_patches_the_node_pool_and_records_events() {
     assert_eq!(pool.metadata.annotations.unwrap()["strimzi.io/remove-node-ids"], "[1]", "the drained broker goes");
     let seen = k.observe().await.unwrap().node_pool.unwrap();
     assert_eq!(seen.remove_node_ids, vec![1], "the annotation is read back");
+    k.record_outcome("ScaleBrokersRolledBack", false, "drain timeout".into()).await;
+    assert!(event_reasons(&c).await.contains(&"ScaleBrokersRolledBack".to_owned()));
 }
 
 #[tokio::test]

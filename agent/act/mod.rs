@@ -434,6 +434,9 @@ impl ClusterExecutor {
         if let Err(e) = self.shared.journal.remove(&op.id).await {
             self.emit(now, Body::JournalError { operation: op.id.clone(), message: e.to_string() });
         }
+        let reason = event_reason(op.kind(), result);
+        let note = format!("operation {} ({}): {} [{}]", op.id, op.reason, detail, result.as_str());
+        self.backends.kube.record_outcome(&reason, result == Outcome::Succeeded, note).await;
         self.emit(
             now,
             Body::Outcome { operation: op.id.clone(), kind: op.kind(), result, reason: op.reason.clone(), detail },
@@ -471,6 +474,12 @@ impl ClusterExecutor {
             Effect::Renew(secret) => kube.force_renew(secret).await,
         }
     }
+}
+
+/// Kubernetes Event reason for an operation's end: `ScaleBrokersSucceeded`, `ScaleBrokersRolledBack`, ...
+fn event_reason(kind: ActionKind, result: Outcome) -> String {
+    let camel = |s: &str| s.split('_').map(|w| w[..1].to_uppercase() + &w[1..]).collect::<String>();
+    format!("{}{}", camel(kind.as_str()), camel(result.as_str()))
 }
 
 /// What [`ClusterExecutor::admit`] allows.

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::backend::sim::{Fault, Load};
+use crate::backend::PartitionTarget;
 use crate::events::{Recorder, Sink};
 use crate::fixtures::{self, advance};
 use crate::plan::Planned;
@@ -279,4 +280,53 @@ async fn an_operation_needing_approval_waits_for_it() {
     h.run_until_idle(Duration::from_secs(3600)).await;
     assert_eq!(h.outcomes(), vec![Outcome::Succeeded]);
     assert_eq!(h.sim.lock().unwrap().node_pool_replicas(), 5);
+}
+
+#[tokio::test]
+async fn batches_respect_the_per_broker_and_per_cluster_limits() {
+    let sim = fixtures::sim(3, HOT);
+    let s = fixtures::snapshot(&sim, &mut BrokerTracker::default()).await;
+    // Every partition moves its first replica to a new broker 9 (the target need not exist for
+    // batching, which only looks at who gives and who receives).
+    let moves: Vec<PartitionTarget> = s
+        .all_partitions()
+        .map(|p| {
+            let mut replicas = p.replicas.clone();
+            replicas[0] = 9;
+            PartitionTarget { topic: p.topic.clone(), partition: p.partition, replicas }
+        })
+        .collect();
+    let pacing = Pacing { throttle: None, moves_per_broker: 2, moves_per_cluster: 100 };
+    let (batch, rest) = operation::next_batch(&moves, &s, &pacing);
+    assert_eq!(batch.len(), 2, "broker 9 receives every move: two at a time");
+    assert_eq!(batch.len() + rest.len(), moves.len());
+    let wide = Pacing { moves_per_broker: 100, moves_per_cluster: 3, ..pacing };
+    assert_eq!(operation::next_batch(&moves, &s, &wide).0.len(), 3, "the cluster limit");
+    // Moves the cluster already shows done are dropped.
+    let done: Vec<PartitionTarget> = s
+        .all_partitions()
+        .map(|p| PartitionTarget { topic: p.topic.clone(), partition: p.partition, replicas: p.replicas.clone() })
+        .collect();
+    assert_eq!(operation::next_batch(&done, &s, &pacing), (Vec::new(), Vec::new()));
+}
+
+#[tokio::test]
+async fn a_scale_down_drains_exactly_the_brokers_it_names() {
+    let shared = Shared::new(limits(), false, Arc::new(MemoryJournal::default()));
+    let mut h = Harness::new(shared).await;
+    h.sim.backends().kube.scale_node_pool(5, &[]).await.unwrap();
+    advance(&h.sim, Duration::from_secs(600));
+    h.tick(&Plan::default()).await;
+    let mut plan = scale(5, 3);
+    if let Action::ScaleBrokers { remove, .. } = &mut plan.actions[0].action {
+        *remove = vec![1, 4];
+    }
+    h.tick(&plan).await;
+    h.run_until_idle(Duration::from_secs(3600)).await;
+    assert_eq!(h.outcomes(), vec![Outcome::Succeeded]);
+    let calls = h.sim.lock().unwrap().calls().to_vec();
+    assert!(calls.contains(&"scale_node_pool(3, remove [1, 4])".to_owned()), "{calls:?}");
+    let left: Vec<i32> =
+        fixtures::snapshot(&h.sim, &mut BrokerTracker::default()).await.brokers.iter().map(|b| b.id).collect();
+    assert_eq!(left, vec![0, 2, 3]);
 }

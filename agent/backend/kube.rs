@@ -102,19 +102,28 @@ impl KubeCluster {
     }
 
     async fn record(&self, reference: ObjectReference, reason: &str, action: &str, note: String) {
-        let event = Event {
-            type_: EventType::Normal,
-            reason: reason.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
+        self.record_typed(reference, EventType::Normal, reason, action, note).await;
+    }
+
+    async fn record_typed(
+        &self,
+        reference: ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
         if let Err(e) = self.recorder.publish(&event, &reference).await {
             tracing::warn!(reason, error = %e, "failed to record a Kubernetes Event");
         }
     }
 
     async fn record_on_pool(&self, reason: &str, action: &str, note: String) {
+        self.record_on_pool_typed(EventType::Normal, reason, action, note).await;
+    }
+
+    async fn record_on_pool_typed(&self, type_: EventType, reason: &str, action: &str, note: String) {
         let ar = strimzi("KafkaNodePool", "kafkanodepools");
         let reference = match self.node_pool().await {
             Ok(pool) => pool.object_ref(&ar),
@@ -126,7 +135,7 @@ impl KubeCluster {
                 ..ObjectReference::default()
             },
         };
-        self.record(reference, reason, action, note).await;
+        self.record_typed(reference, type_, reason, action, note).await;
     }
 }
 
@@ -383,6 +392,10 @@ impl ClusterOps for KubeCluster {
         )
         .await;
         Ok(())
+    }
+    async fn record_outcome(&self, reason: &str, succeeded: bool, note: String) {
+        let type_ = if succeeded { EventType::Normal } else { EventType::Warning };
+        self.record_on_pool_typed(type_, reason, "Operate", note).await;
     }
 }
 

@@ -14,6 +14,9 @@ use kafka_protocol::messages::alter_partition_reassignments_response::{
 };
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::list_partition_reassignments_response::{
@@ -39,6 +42,10 @@ pub struct State {
     /// Configs set with IncrementalAlterConfigs: (resource type, name, key) -> value.
     pub configs: BTreeMap<(i8, String, String), String>,
     pub racks: BTreeMap<i32, String>,
+    /// Size on disk of each partition's replicas, answered by DescribeLogDirs.
+    pub sizes: BTreeMap<Key, i64>,
+    /// The port every broker advertises (this responder's own).
+    pub port: i32,
     /// Every request received, by API key name.
     pub requests: Vec<String>,
 }
@@ -70,11 +77,13 @@ impl Responder {
         for p in 0..partitions {
             let replicas: Vec<i32> = (0..3.min(brokers)).map(|i| (p + i) % brokers).collect();
             state.leaders.insert((topic.to_owned(), p), replicas[0]);
+            state.sizes.insert((topic.to_owned(), p), i64::from(p + 1) << 20);
             state.replicas.insert((topic.to_owned(), p), replicas);
         }
         let state = Arc::new(Mutex::new(state));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        state.lock().unwrap().port = i32::from(addr.port());
         let shared = state.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -137,6 +146,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, state: Arc<Mute
             ApiKey::ListPartitionReassignments => reply!(ListPartitionReassignmentsRequest, list),
             ApiKey::ElectLeaders => reply!(ElectLeadersRequest, elect),
             ApiKey::IncrementalAlterConfigs => reply!(IncrementalAlterConfigsRequest, alter_configs),
+            ApiKey::DescribeLogDirs => reply!(DescribeLogDirsRequest, log_dirs),
             other => panic!("the responder does not answer {other:?}"),
         }
         let len = i32::try_from(out.len()).unwrap();
@@ -167,7 +177,24 @@ fn api_versions(_: ApiVersionsRequest, _: &mut State) -> ApiVersionsResponse {
         version::<ListPartitionReassignmentsRequest>(ApiKey::ListPartitionReassignments),
         version::<ElectLeadersRequest>(ApiKey::ElectLeaders),
         version::<IncrementalAlterConfigsRequest>(ApiKey::IncrementalAlterConfigs),
+        version::<DescribeLogDirsRequest>(ApiKey::DescribeLogDirs),
     ])
+}
+
+/// Every broker shares this responder's address, so each answers for the whole cluster: the
+/// sizes of every partition (a replica's size is its partition's).
+fn log_dirs(_: DescribeLogDirsRequest, st: &mut State) -> DescribeLogDirsResponse {
+    let mut topics: BTreeMap<&str, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
+    for ((topic, partition), size) in &st.sizes {
+        let p = DescribeLogDirsPartition::default().with_partition_index(*partition).with_partition_size(*size);
+        topics.entry(topic).or_default().push(p);
+    }
+    let topics = topics
+        .into_iter()
+        .map(|(t, ps)| DescribeLogDirsTopic::default().with_name(TopicName(s(t))).with_partitions(ps))
+        .collect();
+    let dir = DescribeLogDirsResult::default().with_log_dir(s("/var/lib/kafka/data")).with_topics(topics);
+    DescribeLogDirsResponse::default().with_results(vec![dir])
 }
 
 fn describe_cluster(_: DescribeClusterRequest, st: &mut State) -> DescribeClusterResponse {
@@ -178,7 +205,7 @@ fn describe_cluster(_: DescribeClusterRequest, st: &mut State) -> DescribeCluste
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(*id))
                 .with_host(s("127.0.0.1"))
-                .with_port(9092)
+                .with_port(st.port)
                 .with_rack(Some(s(rack)))
         })
         .collect();

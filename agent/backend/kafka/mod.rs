@@ -18,7 +18,7 @@ use kafka_protocol::messages::alter_partition_reassignments_request::{Reassignab
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::{
-    AlterPartitionReassignmentsRequest, BrokerId, DescribeClusterRequest, ElectLeadersRequest,
+    AlterPartitionReassignmentsRequest, BrokerId, DescribeClusterRequest, DescribeLogDirsRequest, ElectLeadersRequest,
     IncrementalAlterConfigsRequest, ListPartitionReassignmentsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -71,6 +71,15 @@ async fn blocking<T: Send + 'static>(
         Ok(Err(join)) => Err(kafka_error(what, join)),
         Ok(Ok(result)) => result.map_err(|e| kafka_error(what, e)),
     }
+}
+
+/// What DescribeCluster says of the brokers.
+#[derive(Debug, Default)]
+pub struct ClusterDescription {
+    pub controller: Option<i32>,
+    pub racks: BTreeMap<i32, Option<String>>,
+    /// `host:port` each broker advertises.
+    pub addresses: BTreeMap<i32, String>,
 }
 
 /// `Ok` when a request failed for no partition or resource, else one error naming them all.
@@ -167,6 +176,11 @@ impl KafkaCluster {
 
     /// Controller and rack of each broker (DescribeCluster).
     pub async fn racks(&self) -> Result<(Option<i32>, BTreeMap<i32, Option<String>>), Error> {
+        self.describe_cluster().await.map(|c| (c.controller, c.racks))
+    }
+
+    /// Controller, racks and addresses of the brokers (DescribeCluster).
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription, Error> {
         let r = self.wire.call(&DescribeClusterRequest::default()).await?;
         if r.error_code != 0 {
             return Err(Error::Rejected {
@@ -174,7 +188,34 @@ impl KafkaCluster {
             });
         }
         let racks = r.brokers.iter().map(|b| (b.broker_id.0, b.rack.as_ref().map(|r| r.as_str().to_owned()))).collect();
-        Ok(((r.controller_id.0 >= 0).then_some(r.controller_id.0), racks))
+        let addresses = r.brokers.iter().map(|b| (b.broker_id.0, format!("{}:{}", b.host.as_str(), b.port))).collect();
+        Ok(ClusterDescription { controller: (r.controller_id.0 >= 0).then_some(r.controller_id.0), racks, addresses })
+    }
+
+    /// Size on disk of every partition (DescribeLogDirs, asked of each broker, since each
+    /// answers for its own disks): the largest of its replicas, future replicas aside.
+    pub async fn partition_sizes(
+        &self,
+        addresses: &BTreeMap<i32, String>,
+    ) -> Result<BTreeMap<(String, i32), u64>, Error> {
+        let mut sizes: BTreeMap<(String, i32), u64> = BTreeMap::new();
+        for (id, addr) in addresses {
+            let r = self.wire.call_at(addr, &DescribeLogDirsRequest::default().with_topics(None)).await?;
+            if r.error_code != 0 {
+                return Err(Error::Rejected {
+                    message: format!("DescribeLogDirs of broker {id}: {}", error_text(r.error_code, None)),
+                });
+            }
+            for dir in r.results.iter().filter(|d| d.error_code == 0) {
+                for t in &dir.topics {
+                    for p in t.partitions.iter().filter(|p| !p.is_future_key) {
+                        let size = sizes.entry((t.name.0.as_str().to_owned(), p.partition_index)).or_default();
+                        *size = (*size).max(u64::try_from(p.partition_size).unwrap_or(0));
+                    }
+                }
+            }
+        }
+        Ok(sizes)
     }
 
     /// Reassignments in progress (ListPartitionReassignments).
@@ -291,11 +332,24 @@ impl KafkaAdmin for KafkaCluster {
         self.min_insync_replicas(&mut topics).await?;
         // DescribeCluster (racks, controller) and reassignments need newer brokers; a broker that
         // does not offer them has no racks and can run no reassignments.
-        let (controller, racks) = match self.racks().await {
-            Ok(r) => r,
-            Err(Error::Rejected { message }) if message.contains("does not support") => (None, BTreeMap::new()),
+        let cluster = match self.describe_cluster().await {
+            Ok(c) => c,
+            Err(Error::Rejected { message }) if message.contains("does not support") => ClusterDescription::default(),
             Err(e) => return Err(e),
         };
+        let ClusterDescription { controller, racks, addresses } = cluster;
+        // Sizes weigh the rebalance; without them it balances counts only, so a broker that
+        // cannot tell is no reason to call the whole datum stale.
+        match self.partition_sizes(&addresses).await {
+            Ok(sizes) => {
+                for t in &mut topics {
+                    for p in &mut t.partitions {
+                        p.size_bytes = sizes.get(&(t.name.clone(), p.partition)).copied();
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "partition sizes unavailable"),
+        }
         let reassignments = match self.reassignments().await {
             Ok(r) => r,
             Err(Error::Rejected { message }) if message.contains("does not support") => Vec::new(),

@@ -192,20 +192,33 @@ impl Wire {
         let mut last = Error::Unavailable { message: "no bootstrap servers configured".into() };
         for addr in &self.bootstrap {
             match self.open(addr).await {
-                Ok(stream) => {
-                    let mut c = Connection { stream, correlation: 0, versions: Vec::new() };
-                    // ApiVersions v1 is understood by every broker since Kafka 0.10.
-                    let r: ApiVersionsResponse = c.exchange(&ApiVersionsRequest::default(), 1).await?;
-                    if r.error_code != 0 {
-                        return Err(protocol("ApiVersions", format!("error code {}", r.error_code)));
-                    }
-                    c.versions = r.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
-                    return Ok(c);
-                }
+                Ok(stream) => return Self::handshake(stream).await,
                 Err(e) => last = e,
             }
         }
         Err(last)
+    }
+
+    /// Negotiate API versions on a fresh connection.
+    async fn handshake(stream: Box<dyn Io>) -> Result<Connection, Error> {
+        let mut c = Connection { stream, correlation: 0, versions: Vec::new() };
+        // ApiVersions v1 is understood by every broker since Kafka 0.10.
+        let r: ApiVersionsResponse = c.exchange(&ApiVersionsRequest::default(), 1).await?;
+        if r.error_code != 0 {
+            return Err(protocol("ApiVersions", format!("error code {}", r.error_code)));
+        }
+        c.versions = r.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
+        Ok(c)
+    }
+
+    /// Send one request to the broker at `addr` (for requests each broker answers for itself).
+    pub async fn call_at<R: Request>(&self, addr: &str, req: &R) -> Result<R::Response, Error> {
+        let work = async {
+            let mut c = Self::handshake(self.open(addr).await?).await?;
+            let v = c.version::<R>()?;
+            c.exchange(req, v).await
+        };
+        tokio::time::timeout(self.timeout, work).await.map_err(|_| Error::Timeout { after: self.timeout })?
     }
 
     /// Send one request at the highest common version and return the response.
