@@ -72,7 +72,8 @@ fn demo_runs_and_reports_in_plain_text() {
     let out = autopilot(&["demo", "--speed", "0"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("ACTION     scale_brokers from=3 to=5"), "{text}");
+    assert!(text.contains("ACTION     scale_brokers drain_timeout=\"30m\" from=3 to=5"), "{text}");
+    assert!(text.contains("from=5 remove=[4,3] to=3"), "the scale-down names its brokers: {text}");
     assert!(text.contains("expectations met") && !text.contains("unmet"), "{text}");
 }
 

@@ -1,6 +1,8 @@
 //! Stopping Prometheus while the agent runs: it reports the metrics stale and takes no action,
-//! although its policy would act; once Prometheus is back, it acts. Needs `scripts/stack.sh up`
-//! (this test stops the stack's Prometheus and starts it again with `scripts/stack.sh up`).
+//! although its policy would act; once Prometheus is back, the decision passes the freshness
+//! check and is judged on the cluster (where the local stack's unregistered brokers hold it
+//! back: see `stack_e2e.rs`). Needs `scripts/stack.sh up` (this test stops the stack's
+//! Prometheus and starts it again with `scripts/stack.sh up`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -71,11 +73,25 @@ fn stale_metrics_mean_no_action_until_prometheus_is_back() {
         agent.metrics()
     );
 
-    // Prometheus back (with its history): the agent acts.
+    // The policy itself refuses to decide on stale data.
+    let while_stale = agent.audit();
+    assert!(!while_stale.iter().any(|e| e["type"] == "decision"), "no decision on stale data: {while_stale:?}");
+
+    // Prometheus back (with its history): fresh data, and the decision is judged on the cluster.
     let up = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/stack.sh")).arg("up").output().unwrap();
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
-    wait_until("the node pool patched to 5", Duration::from_secs(90), || {
-        let r = pool_replicas(&stack);
-        (r == Some(5), (r, agent.metric(STALE)))
+    let seen = while_stale.len();
+    wait_until("a decision judged on fresh data", Duration::from_secs(90), || {
+        let audit = agent.audit();
+        let later = &audit[seen.min(audit.len())..];
+        let decided = later.iter().any(|e| e["type"] == "decision" && e["kind"] == "scale_brokers");
+        let judged = decided
+            && later.iter().any(|e| {
+                e["type"] == "deferred"
+                    && e["kind"] == "scale_brokers"
+                    && e["why"].as_str().is_some_and(|w| w.starts_with("broker "))
+            });
+        (judged && agent.metric(STALE) == Some(0.0), later.iter().rev().take(4).cloned().collect::<Vec<_>>())
     });
+    assert_eq!(pool_replicas(&stack), Some(3));
 }
