@@ -60,6 +60,8 @@ pub struct ClusterAgent {
     events: Events,
     /// Largest node pool seen and when savings were last accounted, for the cost report.
     savings: Savings,
+    /// Each broker's state at the last tick, to report changes.
+    states: BTreeMap<i32, crate::snapshot::BrokerState>,
 }
 
 /// The cost saved by running fewer brokers than the largest node pool the agent has seen.
@@ -89,6 +91,7 @@ impl ClusterAgent {
             executor,
             events,
             savings: Savings::default(),
+            states: BTreeMap::new(),
         })
     }
 
@@ -119,6 +122,8 @@ impl ClusterAgent {
         };
         let snapshot = snapshot::build(&obs, &opts, &mut self.tracker, now);
         self.report_freshness(&snapshot);
+        self.report_health(&snapshot);
+        self.report_state_changes(&snapshot, now);
         self.account_savings(&snapshot, now);
         snapshot
     }
@@ -215,6 +220,47 @@ impl ClusterAgent {
             approval_required: false,
         };
         self.executor.start_requested(&planned, s, now).await
+    }
+
+    /// An event for every broker whose state changed since the last tick (only while Kafka and
+    /// Kubernetes both answer: missing data is not a state change).
+    fn report_state_changes(&mut self, s: &Snapshot, now: Timestamp) {
+        if !s.data.kafka.observed || !s.data.kube.observed {
+            return;
+        }
+        for b in &s.brokers {
+            let previous = self.states.insert(b.id, b.state);
+            // A broker first seen healthy has not changed: only report news.
+            let news = previous.is_some() || b.state != crate::snapshot::BrokerState::Healthy;
+            if news && previous != Some(b.state) {
+                self.emit(now, Body::BrokerState { broker: b.id, state: b.state, previous });
+            }
+        }
+        self.states.retain(|id, _| s.brokers.iter().any(|b| b.id == *id));
+    }
+
+    /// Export each broker's state and each certificate's days to expiry.
+    fn report_health(&self, s: &Snapshot) {
+        use crate::snapshot::BrokerState;
+        if !s.data.kafka.observed || !s.data.kube.observed {
+            return;
+        }
+        let states = [
+            (BrokerState::Healthy, "healthy"),
+            (BrokerState::Suspect, "suspect"),
+            (BrokerState::Failed, "failed"),
+            (BrokerState::Recovering, "recovering"),
+        ];
+        for b in &s.brokers {
+            for (state, name) in states {
+                let labels = [("cluster", self.name.clone()), ("broker", b.id.to_string()), ("state", name.to_owned())];
+                metrics::gauge!(telemetry::BROKER_STATE, &labels).set(if b.state == state { 1.0 } else { 0.0 });
+            }
+        }
+        for c in &s.certificates {
+            let labels = [("cluster", self.name.clone()), ("secret", c.secret.clone()), ("kind", c.kind.clone())];
+            metrics::gauge!(telemetry::CERT_DAYS, &labels).set(c.days_to_expiry);
+        }
     }
 
     /// Export the node pool size and what running below the largest size seen saves.

@@ -119,6 +119,10 @@ pub struct PvcObservation {
     pub requested_bytes: u64,
     /// Conditions that are true, such as `Resizing` or `FileSystemResizePending`.
     pub conditions: Vec<String>,
+    /// How long the volume has been unavailable (not Bound); set by the snapshot from its
+    /// history, 0 in a raw observation.
+    #[serde(default)]
+    pub unavailable_seconds: f64,
 }
 
 /// The Strimzi `KafkaNodePool` holding the brokers.

@@ -78,6 +78,13 @@ pub enum Body {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         refused: Option<String>,
     },
+    /// A broker's health state changed (Healthy, Suspect, Failed, Recovering).
+    BrokerState {
+        broker: i32,
+        state: crate::snapshot::BrokerState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous: Option<crate::snapshot::BrokerState>,
+    },
     /// Policies failed to load or evaluate; the last good set stays in force.
     PolicyError { category: String, message: String },
     /// New policies are in force.
@@ -169,6 +176,9 @@ fn log_and_count(e: &Event) {
             let result = if accepted { "accepted" } else { "refused" };
             metrics::counter!(telemetry::REQUESTS, "cluster" => cluster, "kind" => request.kind().as_str(), "result" => result).increment(1);
         }
+        Body::BrokerState { broker, state, previous } => {
+            tracing::info!(cluster = %e.cluster, broker, state = ?state, previous = ?previous, "broker state");
+        }
         Body::PolicyError { category, message } => {
             tracing::error!(category = %category, error = %message, "policy error; the last good policies stay in force");
             metrics::counter!(telemetry::POLICY_ERRORS, "category" => category.clone()).increment(1);
@@ -217,6 +227,7 @@ impl Sink for AuditLog {
             event.body,
             Body::Decision { .. }
                 | Body::Request { .. }
+                | Body::BrokerState { .. }
                 | Body::Deferred { .. }
                 | Body::Action { .. }
                 | Body::Step { .. }

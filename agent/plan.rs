@@ -48,6 +48,7 @@ action_kinds! {
     ReplacePod => "replace_pod",
     RestartPod => "restart_pod",
     ElectLeaders => "elect_leaders",
+    RecoverPod => "recover_pod",
     ReassignPartitions => "reassign_partitions",
     RenewCertificate => "renew_certificate",
     ScaleBrokers => "scale_brokers",
@@ -82,7 +83,20 @@ pub enum Request {
         #[serde(default)]
         from_brokers: Vec<i32>,
     },
+    /// Move the replicas these partitions have on `broker` (slow or dead) to healthy brokers
+    /// in suitable racks; the outcome is judged against `sla`.
+    ReplaceReplicas {
+        broker: i32,
+        partitions: Vec<TopicPartition>,
+        #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+        sla: Option<Duration>,
+    },
     ElectLeaders {},
+    /// Follow a rescheduled (evicted) broker pod until it is back on its volume, then restore
+    /// leadership.
+    RecoverPod {
+        broker: i32,
+    },
     RestartPod {
         broker: i32,
     },
@@ -110,8 +124,9 @@ impl Request {
     pub fn kind(&self) -> ActionKind {
         match self {
             Request::ScaleBrokers { .. } => ActionKind::ScaleBrokers,
-            Request::ReassignPartitions { .. } => ActionKind::ReassignPartitions,
+            Request::ReassignPartitions { .. } | Request::ReplaceReplicas { .. } => ActionKind::ReassignPartitions,
             Request::ElectLeaders {} => ActionKind::ElectLeaders,
+            Request::RecoverPod { .. } => ActionKind::RecoverPod,
             Request::RestartPod { .. } => ActionKind::RestartPod,
             Request::ReplacePod { .. } => ActionKind::ReplacePod,
             Request::ResizeVolume { .. } => ActionKind::ResizeVolume,
@@ -152,8 +167,16 @@ pub enum Action {
     },
     ReassignPartitions {
         moves: Vec<PartitionTarget>,
+        /// How long the moves may take (ISR repair); the outcome says whether it was met.
+        #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+        sla: Option<Duration>,
     },
     ElectLeaders {},
+    RecoverPod {
+        broker: i32,
+        /// The volume the pod must come back with.
+        pvc: Option<String>,
+    },
     RestartPod {
         broker: i32,
     },
@@ -185,6 +208,7 @@ impl Action {
             Action::ScaleBrokers { .. } => ActionKind::ScaleBrokers,
             Action::ReassignPartitions { .. } => ActionKind::ReassignPartitions,
             Action::ElectLeaders {} => ActionKind::ElectLeaders,
+            Action::RecoverPod { .. } => ActionKind::RecoverPod,
             Action::RestartPod { .. } => ActionKind::RestartPod,
             Action::ReplacePod { .. } => ActionKind::ReplacePod,
             Action::ResizeVolume { .. } => ActionKind::ResizeVolume,
@@ -315,7 +339,16 @@ fn concretise(d: &Decision, s: &Snapshot, limits: &Limits) -> Result<Action, Str
             if moves.is_empty() {
                 return Err("assignment is already balanced".into());
             }
-            Ok(Action::ReassignPartitions { moves })
+            Ok(Action::ReassignPartitions { moves, sla: None })
+        }
+        Request::ReplaceReplicas { broker, partitions, sla } => {
+            broker_exists(*broker)?;
+            let moves = replacements(s, *broker, partitions)?;
+            Ok(Action::ReassignPartitions { moves, sla: *sla })
+        }
+        Request::RecoverPod { broker } => {
+            let b = s.broker(*broker).ok_or_else(|| format!("broker {broker} is not part of cluster {}", s.cluster))?;
+            Ok(Action::RecoverPod { broker: *broker, pvc: b.pod.as_ref().and_then(|p| p.pvc.clone()) })
         }
         Request::ElectLeaders {} => Ok(Action::ElectLeaders {}),
         Request::RestartPod { broker } => broker_exists(*broker).map(|()| Action::RestartPod { broker: *broker }),
@@ -337,6 +370,61 @@ fn concretise(d: &Decision, s: &Snapshot, limits: &Limits) -> Result<Action, Str
             .ok_or_else(|| format!("no certificate in secret {secret}")),
         Request::Notify { severity } => Ok(Action::Notify { severity: severity.clone(), message: d.message.clone() }),
     }
+}
+
+/// A partition, as policies name one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// For each partition, its replica on `from` replaced by a healthy broker that does not hold
+/// it: the same rack when one is free, else a rack the partition does not use yet, else any;
+/// the least loaded first. Errors name a partition that cannot be placed.
+fn replacements(s: &Snapshot, from: i32, partitions: &[TopicPartition]) -> Result<Vec<PartitionTarget>, String> {
+    use crate::snapshot::BrokerState;
+    let rack_of = |b: i32| s.broker(b).and_then(|x| x.rack.clone());
+    let mut load: BTreeMap<i32, u32> = s
+        .brokers
+        .iter()
+        .filter(|b| b.id != from && b.registered && b.state == BrokerState::Healthy)
+        .map(|b| (b.id, b.replicas))
+        .collect();
+    let mut moves = Vec::new();
+    for tp in partitions {
+        let p = s
+            .all_partitions()
+            .find(|p| p.topic == tp.topic && p.partition == tp.partition)
+            .ok_or_else(|| format!("no partition {}-{}", tp.topic, tp.partition))?;
+        let Some(slot) = p.replicas.iter().position(|r| *r == from) else {
+            return Err(format!("broker {from} holds no replica of {}-{}", tp.topic, tp.partition));
+        };
+        let used: Vec<Option<String>> = p.replicas.iter().filter(|r| **r != from).map(|r| rack_of(*r)).collect();
+        let home = rack_of(from);
+        let to = load
+            .iter()
+            .filter(|(b, _)| !p.replicas.contains(b))
+            .min_by_key(|(b, n)| {
+                let rack = rack_of(**b);
+                let fit = if rack == home {
+                    0
+                } else if !used.contains(&rack) {
+                    1
+                } else {
+                    2
+                };
+                (fit, **n, **b)
+            })
+            .map(|(b, _)| *b)
+            .ok_or_else(|| format!("no healthy broker can take {}-{} from broker {from}", tp.topic, tp.partition))?;
+        *load.entry(to).or_default() += 1;
+        let mut replicas = p.replicas.clone();
+        replicas[slot] = to;
+        moves.push(PartitionTarget { topic: p.topic.clone(), partition: p.partition, replicas });
+    }
+    Ok(moves)
 }
 
 /// Fewest brokers the topics allow: every replica on its own broker, and one broker to spare

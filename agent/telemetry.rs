@@ -28,6 +28,9 @@ pub const COST_SAVED: &str = "autopilot_scaling_cost_saved";
 pub const BROKER_HOURS_SAVED: &str = "autopilot_scaling_broker_hours_saved";
 pub const NOTIFICATIONS: &str = "autopilot_notifications_total";
 pub const REQUESTS: &str = "autopilot_requests_total";
+pub const SLA: &str = "autopilot_repair_sla_total";
+pub const BROKER_STATE: &str = "autopilot_broker_state";
+pub const CERT_DAYS: &str = "autopilot_certificate_days_to_expiry";
 
 /// Register help texts for every metric.
 pub fn describe() {
@@ -72,6 +75,12 @@ pub fn describe() {
         BROKER_HOURS_SAVED,
         "Broker-hours saved since the agent started by running below the largest node pool seen, by cluster."
     );
+    describe_counter!(SLA, "Repairs with an SLA (ISR restoration), by cluster, kind and result (met, missed).");
+    describe_gauge!(
+        BROKER_STATE,
+        "1 for each broker's current health state (healthy, suspect, failed, recovering), 0 for the others, by cluster, broker and state."
+    );
+    describe_gauge!(CERT_DAYS, "Days until each certificate expires, by cluster, secret and kind.");
     describe_counter!(
         REQUESTS,
         "Operator requests (API, command line), by cluster, kind and result (accepted, refused)."

@@ -427,6 +427,17 @@ impl ClusterExecutor {
     }
 
     async fn finish(&mut self, op: &Operation, result: Outcome, detail: String, now: Timestamp) {
+        let detail = match (&op.action, result) {
+            (Action::ReassignPartitions { sla: Some(sla), .. }, Outcome::Succeeded) => {
+                let took = now - op.started_at;
+                let met = took <= *sla;
+                let verdict = if met { "met" } else { "missed" };
+                metrics::counter!(telemetry::SLA, "cluster" => self.cluster.clone(), "kind" => op.kind().as_str(), "result" => verdict).increment(1);
+                let (took, sla) = (humantime::format_duration(round_secs(took)), humantime::format_duration(*sla));
+                format!("{detail}; replicas back in sync after {took}, SLA {sla} {verdict}")
+            }
+            _ => detail,
+        };
         if !op.submitted.is_empty() {
             // Never leave a throttle behind, whatever the outcome.
             let _ = self.backends.kafka.set_replication_throttle(None, &topics_of(&op.submitted)).await;
@@ -474,6 +485,10 @@ impl ClusterExecutor {
             Effect::Renew(secret) => kube.force_renew(secret).await,
         }
     }
+}
+
+fn round_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
 }
 
 /// Kubernetes Event reason for an operation's end: `ScaleBrokersSucceeded`, `ScaleBrokersRolledBack`, ...

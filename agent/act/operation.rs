@@ -67,6 +67,10 @@ pub enum Step {
     AwaitBroker {
         broker: i32,
     },
+    /// The broker's pod is back on the volume it had.
+    VerifyVolume {
+        broker: i32,
+    },
     ResizeStorage {
         bytes: u64,
     },
@@ -107,6 +111,7 @@ impl Step {
             Step::DeletePod { .. } => "delete_pod",
             Step::DeletePvc { .. } => "delete_pvc",
             Step::AwaitBroker { .. } => "await_broker",
+            Step::VerifyVolume { .. } => "verify_volume",
             Step::ResizeStorage { .. } => "resize_storage",
             Step::AwaitCapacity { .. } => "await_capacity",
             Step::ForceRenew { .. } => "force_renew",
@@ -126,6 +131,7 @@ impl Step {
                 | Step::AwaitReassignment { .. }
                 | Step::VerifyDrained { .. }
                 | Step::AwaitBroker { .. }
+                | Step::VerifyVolume { .. }
                 | Step::AwaitCapacity { .. }
                 | Step::AwaitRenewal { .. }
                 | Step::Verify
@@ -302,7 +308,8 @@ fn first_step(action: &Action) -> Step {
     match action {
         Action::ScaleBrokers { from, to, .. } if to > from => Step::PatchReplicas { replicas: *to },
         Action::ScaleBrokers { remove, .. } => Step::Rebalance { drain: remove.clone() },
-        Action::ReassignPartitions { moves } => Step::Reassign { moves: moves.clone() },
+        Action::ReassignPartitions { moves, .. } => Step::Reassign { moves: moves.clone() },
+        Action::RecoverPod { broker, .. } => Step::AwaitBroker { broker: *broker },
         Action::ElectLeaders {} => Step::ElectLeaders,
         Action::RestartPod { broker } | Action::ReplacePod { broker } => Step::DeletePod { broker: *broker },
         Action::ReplaceVolume { broker } => Step::DeletePvc { broker: *broker },
@@ -403,14 +410,29 @@ pub fn unhealthy(s: &Snapshot) -> Option<String> {
     if s.partitions.under_replicated > 0 {
         problems.push(format!("{} under-replicated partitions", s.partitions.under_replicated));
     }
+    // A broker that hosts nothing (drained, or a dead one whose replicas were re-replicated)
+    // does not make the cluster unhealthy.
     let bad: Vec<String> = s
         .brokers
         .iter()
-        .filter(|b| b.state != BrokerState::Healthy)
+        .filter(|b| b.state != BrokerState::Healthy && b.replicas > 0)
         .map(|b| format!("broker {} {:?}", b.id, b.state))
         .collect();
     problems.extend(bad);
     (!problems.is_empty()).then(|| problems.join(", "))
+}
+
+/// Which moved partitions are not yet on their target replicas with all of them in sync.
+fn lagging(moves: &[PartitionTarget], s: &Snapshot) -> Option<String> {
+    let behind: Vec<String> = moves
+        .iter()
+        .filter(|m| {
+            let p = s.all_partitions().find(|p| p.topic == m.topic && p.partition == m.partition);
+            !p.is_some_and(|p| !p.reassigning && m.replicas.iter().all(|r| p.isr.contains(r)))
+        })
+        .map(|m| format!("{}-{}", m.topic, m.partition))
+        .collect();
+    (!behind.is_empty()).then(|| format!("partitions not in sync on their new replicas: {}", behind.join(", ")))
 }
 
 fn advance(effect: Effect, next: Step, detail: impl Into<String>) -> Progress {
@@ -520,13 +542,33 @@ pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, pacing: &Pacing) -
         Step::AwaitBroker { broker } => {
             let back = s.broker(*broker).is_some_and(|b| b.registered && b.pod.as_ref().is_some_and(|p| p.ready));
             if back {
-                advance(Effect::None, Step::Verify, format!("broker {broker} registered and ready"))
+                let next = match op.action {
+                    Action::RecoverPod { .. } => Step::VerifyVolume { broker: *broker },
+                    _ => Step::Verify,
+                };
+                advance(Effect::None, next, format!("broker {broker} registered and ready"))
             } else if waited > BROKER_TIMEOUT {
                 Progress::Abort {
                     reason: format!("broker {broker} not back after {}", humantime::format_duration(waited)),
                 }
             } else {
                 Progress::Wait
+            }
+        }
+        Step::VerifyVolume { broker } => {
+            let wanted = match &op.action {
+                Action::RecoverPod { pvc, .. } => pvc.clone(),
+                _ => None,
+            };
+            let pod = s.broker(*broker).and_then(|b| b.pod.as_ref());
+            let (node, has) = (pod.and_then(|p| p.node.clone()).unwrap_or_default(), pod.and_then(|p| p.pvc.clone()));
+            if wanted.is_none() || has == wanted {
+                let volume = has.unwrap_or_else(|| "its volume".into());
+                advance(Effect::None, Step::ElectLeaders, format!("broker {broker} back on node {node} with {volume}"))
+            } else {
+                Progress::Abort {
+                    reason: format!("broker {broker} came back with volume {has:?}, expected {wanted:?}"),
+                }
             }
         }
         Step::ResizeStorage { bytes } => {
@@ -562,17 +604,29 @@ pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, pacing: &Pacing) -
                 _ => Progress::Wait,
             }
         }
-        Step::Verify => match unhealthy(s) {
-            None => {
-                let result = if op.rolling_back.is_some() { Outcome::RolledBack } else { Outcome::Succeeded };
-                Progress::Finish { result, detail: format!("cluster healthy with {live} brokers") }
+        Step::Verify => {
+            // A repair of some partitions is judged on them (another broker's trouble elsewhere
+            // is another operation's business); everything else on the whole cluster.
+            let why = match &op.action {
+                Action::ReassignPartitions { moves, .. } => lagging(moves, s),
+                _ => unhealthy(s),
+            };
+            let finished = if op.rolling_back.is_some() { Outcome::RolledBack } else { Outcome::Succeeded };
+            match (why, &op.action) {
+                (None, Action::ReassignPartitions { moves, .. }) => Progress::Finish {
+                    result: finished,
+                    detail: format!("{} partitions on their new replicas, all in sync", moves.len()),
+                },
+                (None, _) => {
+                    Progress::Finish { result: finished, detail: format!("cluster healthy with {live} brokers") }
+                }
+                (Some(why), _) if waited > VERIFY_TIMEOUT => Progress::Finish {
+                    result: Outcome::Failed,
+                    detail: format!("not healthy after {}: {why}", humantime::format_duration(waited)),
+                },
+                (Some(_), _) => Progress::Wait,
             }
-            Some(why) if waited > VERIFY_TIMEOUT => Progress::Finish {
-                result: Outcome::Failed,
-                detail: format!("not healthy after {}: {why}", humantime::format_duration(waited)),
-            },
-            Some(_) => Progress::Wait,
-        },
+        }
         Step::CancelReassignments { partitions } => {
             let next = op.revert_step();
             let detail = format!("{} reassignments cancelled", partitions.len());

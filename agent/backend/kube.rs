@@ -217,6 +217,7 @@ fn pvc_observation(broker: i32, pvc: &PersistentVolumeClaim) -> PvcObservation {
     PvcObservation {
         name: pvc.metadata.name.clone().unwrap_or_default(),
         broker,
+        unavailable_seconds: 0.0,
         conditions: status
             .and_then(|s| s.conditions.as_ref())
             .map(|cs| cs.iter().filter(|c| c.status == "True").map(|c| c.type_.clone()).collect())

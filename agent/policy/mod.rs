@@ -133,6 +133,8 @@ impl Sources {
 /// directory is given to `simulate`).
 pub const EMBEDDED: &[(&str, &str)] = &[
     ("policies/scaling.rego", include_str!("../../policies/scaling.rego")),
+    ("policies/healing.rego", include_str!("../../policies/healing.rego")),
+    ("policies/certs.rego", include_str!("../../policies/certs.rego")),
     ("policies/data.yaml", include_str!("../../policies/data.yaml")),
 ];
 

@@ -26,6 +26,9 @@ pub struct Expectation {
     /// An operator request (accepted or refused) from the timeline.
     #[serde(default)]
     pub request: Option<Map<String, Value>>,
+    /// A broker's health state change: `{broker: 2, state: failed}`.
+    #[serde(default)]
+    pub broker: Option<Map<String, Value>>,
     /// No event matches (an action unless `type` says otherwise); with `within`, no event in
     /// that window.
     #[serde(default)]
@@ -34,18 +37,18 @@ pub struct Expectation {
 
 impl Expectation {
     pub(super) fn validate(&self) -> Result<(), String> {
-        let targets = [&self.action, &self.outcome, &self.decision, &self.step, &self.request]
+        let targets = [&self.action, &self.outcome, &self.decision, &self.step, &self.request, &self.broker]
             .iter()
             .filter(|t| t.is_some())
             .count();
         match (&self.never, self.within, targets) {
             (Some(_), _, 0) => Ok(()),
-            (Some(_), _, _) => Err("`never` takes no action, outcome, decision, step or request".into()),
+            (Some(_), _, _) => Err("`never` takes no action, outcome, decision, step, request or broker".into()),
             (None, Some(_), 1) => Ok(()),
             (None, None, _) => {
-                Err("needs `within` (with one of action, outcome, decision, step, request) or `never`".into())
+                Err("needs `within` (with one of action, outcome, decision, step, request, broker) or `never`".into())
             }
-            (None, Some(_), _) => Err("needs exactly one of action, outcome, decision, step, request".into()),
+            (None, Some(_), _) => Err("needs exactly one of action, outcome, decision, step, request, broker".into()),
         }
     }
 
@@ -56,6 +59,7 @@ impl Expectation {
             ("decision", &self.decision),
             ("step", &self.step),
             ("request", &self.request),
+            ("broker_state", &self.broker),
         ];
         for (ty, m) in pick {
             if let Some(m) = m {
@@ -68,6 +72,7 @@ impl Expectation {
             Some(Value::String(t)) if t == "decision" => "decision",
             Some(Value::String(t)) if t == "step" => "step",
             Some(Value::String(t)) if t == "request" => "request",
+            Some(Value::String(t)) if t == "broker_state" => "broker_state",
             _ => "action",
         };
         (ty, never)

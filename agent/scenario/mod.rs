@@ -102,6 +102,45 @@ pub struct Scenario {
     pub run_for: Duration,
     #[serde(default)]
     pub expect: Vec<Expectation>,
+    /// What the cluster must look like at the end of the run.
+    #[serde(default)]
+    pub end: Option<EndState>,
+}
+
+/// The cluster at the end of a scenario, as its last snapshot shows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndState {
+    /// Brokers in state Healthy.
+    #[serde(default)]
+    pub healthy_brokers: Option<u32>,
+    #[serde(default)]
+    pub brokers: Option<u32>,
+    #[serde(default)]
+    pub under_replicated: Option<u32>,
+    #[serde(default)]
+    pub under_min_isr: Option<u32>,
+    #[serde(default)]
+    pub offline: Option<u32>,
+}
+
+impl EndState {
+    /// What differs from the snapshot, one line each.
+    pub fn check(&self, s: &crate::snapshot::Snapshot) -> Vec<String> {
+        let healthy = s.brokers.iter().filter(|b| b.state == crate::snapshot::BrokerState::Healthy).count();
+        let seen = [
+            ("healthy_brokers", self.healthy_brokers, healthy as u32),
+            ("brokers", self.brokers, s.brokers.len() as u32),
+            ("under_replicated", self.under_replicated, s.partitions.under_replicated),
+            ("under_min_isr", self.under_min_isr, s.partitions.under_min_isr),
+            ("offline", self.offline, s.partitions.offline),
+        ];
+        seen.iter()
+            .filter_map(|(name, want, got)| {
+                want.filter(|w| w != got).map(|w| format!("at the end expected {name} {w}, found {got}"))
+            })
+            .collect()
+    }
 }
 
 impl Scenario {

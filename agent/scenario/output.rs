@@ -139,6 +139,10 @@ impl Printer {
                     ),
                 }
             }
+            Body::BrokerState { broker, state, previous } => {
+                let was = previous.map(|p| format!(" (was {p:?})")).unwrap_or_default();
+                format!("{t}  broker     {broker} {state:?}{was}")
+            }
             Body::PolicyError { category, message } => {
                 self.changed(&format!("policy error {category}"), message)?;
                 format!("{t}  POLICY ERROR ({category}): {message}")

@@ -158,6 +158,7 @@ pub async fn run(s: &Scenario, opts: RunOptions) -> Result<Report, Error> {
     let status_every = Duration::from_secs(300);
     let mut t = Duration::ZERO;
     let mut input = None;
+    let mut last = None;
     while t <= s.run_for {
         let now = START + t;
         for request in driver.advance_to(now, &events) {
@@ -173,6 +174,7 @@ pub async fn run(s: &Scenario, opts: RunOptions) -> Result<Report, Error> {
                 p.status(&report.snapshot);
             }
         }
+        last = Some(report.snapshot);
         if let Some(speed) = opts.speed.filter(|s| *s > 0.0) {
             tokio::time::sleep(s.interval.div_f64(speed)).await;
         }
@@ -181,5 +183,8 @@ pub async fn run(s: &Scenario, opts: RunOptions) -> Result<Report, Error> {
     let events: Vec<Value> = recorder.events().iter().map(|e| relative(e, START)).collect();
     let mut unmet: Vec<String> = driver.problems().to_vec();
     unmet.extend(s.expect.iter().filter_map(|e| e.check(&events)));
+    if let (Some(end), Some(snapshot)) = (&s.end, &last) {
+        unmet.extend(end.check(snapshot));
+    }
     Ok(Report { name: s.name.clone(), events, unmet, input })
 }

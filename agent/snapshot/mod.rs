@@ -73,6 +73,10 @@ pub struct BrokerSnapshot {
     pub replicas: u32,
     /// Replicas it hosts that are out of their partition's ISR.
     pub out_of_sync_replicas: u32,
+    /// Times it went down within the last hour (a flapping broker goes down often).
+    pub outages_last_hour: u32,
+    /// How long it has been up with replicas out of ISR (a slow broker), in seconds.
+    pub out_of_sync_seconds: f64,
 }
 
 /// One partition with its replication status.
@@ -245,7 +249,17 @@ pub fn build(obs: &Observations, opts: &SnapshotOptions, tracker: &mut BrokerTra
         reassignments: kafka.reassignments.clone(),
         consumer_groups: kafka.groups.clone(),
         node_pool: kube.node_pool.clone(),
-        pvcs: kube.pvcs.clone(),
+        pvcs: kube
+            .pvcs
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                // Lost or Pending volumes are timed while both sources answer (like broker states).
+                let available = p.phase == "Bound";
+                p.unavailable_seconds = if can_track { tracker.pvc_unavailable(&p.name, available, now) } else { 0.0 };
+                p
+            })
+            .collect(),
         certificates: kube.certificates.iter().map(|c| certificate(c, now)).collect(),
         broker_quota: opts.broker_quota,
     }
@@ -395,6 +409,8 @@ fn brokers(
                 leaders: h.leaders,
                 replicas: h.replicas,
                 out_of_sync_replicas: h.out_of_sync,
+                outages_last_hour: tracker.outages(id),
+                out_of_sync_seconds: tracker.lagging_seconds(id, now),
             }
         })
         .collect();

@@ -61,6 +61,26 @@ pub struct Windowed {
     /// Age of the newest sample, in seconds.
     pub age_seconds: Option<f64>,
     pub samples: usize,
+    /// Trend over the whole window (least squares), in units per hour; none with fewer than
+    /// two samples. Disk growth uses it to expand a volume before it fills.
+    pub slope_per_hour: Option<f64>,
+}
+
+/// Least-squares slope of the samples, per hour.
+fn slope_per_hour(samples: &[Sample]) -> Option<f64> {
+    let first = samples.first()?.at;
+    if samples.len() < 2 {
+        return None;
+    }
+    let n = samples.len() as f64;
+    let xs = samples.iter().map(|s| (s.at - first).as_secs_f64() / 3600.0);
+    let (mx, my) = (xs.clone().sum::<f64>() / n, samples.iter().map(|s| s.value).sum::<f64>() / n);
+    let (mut num, mut den) = (0.0, 0.0);
+    for (x, s) in xs.zip(samples) {
+        num += (x - mx) * (s.value - my);
+        den += (x - mx) * (x - mx);
+    }
+    (den > 0.0).then(|| num / den)
 }
 
 /// Whether a condition holds now and for how long it has held without a break.
@@ -109,6 +129,7 @@ pub fn windowed(samples: &[Sample], now: Timestamp) -> Windowed {
         },
         age_seconds: newest.map(|s| (now - s.at).as_secs_f64()),
         samples: samples.len(),
+        slope_per_hour: slope_per_hour(samples),
     }
 }
 
@@ -145,6 +166,15 @@ mod tests {
     }
 
     const GAP: Duration = Duration::from_secs(90);
+
+    #[test]
+    fn the_slope_is_per_hour_and_needs_two_samples() {
+        // +0.01 every 36 s: +1.0 per hour.
+        let rising = series(&[(0, 0.50), (36, 0.51), (72, 0.52), (108, 0.53)]);
+        let w = windowed(&rising, Timestamp::from_millis(108_000));
+        assert!((w.slope_per_hour.unwrap() - 1.0).abs() < 1e-9, "{w:?}");
+        assert_eq!(windowed(&series(&[(0, 0.5)]), Timestamp::from_millis(0)).slope_per_hour, None);
+    }
 
     #[test]
     fn held_counts_the_unbroken_run_up_to_the_newest_sample() {

@@ -181,6 +181,7 @@ fn observe(sim: &SimCluster) -> KubeObservation {
             phase: p.phase.into(),
             capacity_bytes: (p.phase == "Bound").then_some(p.capacity),
             requested_bytes: sim.storage,
+            unavailable_seconds: 0.0,
             conditions: if p.capacity < sim.storage && p.phase == "Bound" {
                 vec!["Resizing".into()]
             } else {
