@@ -176,11 +176,20 @@ filling(b) if {
 
 filling(b) if hours_to_full(b) < cfg.storage.horizon_hours
 
+# Volumes grow together (the node pool has one storage size): one decision, for the fullest.
+filling_brokers := [b | some b in pool; b.state == "healthy"; filling(b)]
+
+fullest := b if {
+	count(filling_brokers) > 0
+	top := max([x.disk.current | some x in filling_brokers])
+	some b in filling_brokers
+	b.disk.current == top
+	b.id == min([y.id | some y in filling_brokers; y.disk.current == top])
+}
+
 decisions contains d if {
 	not mass_failure
-	some b in pool
-	b.state == "healthy"
-	filling(b)
+	b := fullest
 	grown <= cfg.storage.max_bytes
 	d := {
 		"kind": "resize_volume",

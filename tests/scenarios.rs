@@ -61,3 +61,29 @@ async fn policy_data_overrides_change_the_outcome() {
     assert_eq!(actions[0]["to"], 4, "capped by max_brokers: {actions:?}");
     assert!(!report.unmet.is_empty(), "the file's expectation of 5 brokers must now fail");
 }
+
+/// Detection to first action on the poll path: from a fault to the agent's first action (a
+/// notification counts: it is how a failure is first acted on) within one interval plus the
+/// heartbeat timeout, on virtual time. The figures go to benches/README.md.
+#[tokio::test]
+#[allow(clippy::print_stderr)]
+async fn healing_acts_within_one_interval_plus_the_heartbeat_timeout() {
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let bound = 30.0 + 30.0;
+    let mut measured = Vec::new();
+    for f in scenario_files().iter().filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("heal-")) {
+        let s = Scenario::load(f).unwrap();
+        let opts = RunOptions { policy_dir: Some(policies.clone()), ..RunOptions::default() };
+        let report = scenario::run(&s, opts).await.unwrap();
+        let at = |e: &serde_json::Value| e["at"].as_f64().unwrap();
+        let Some(fault) = report.events.iter().find(|e| e["type"] == "fault").map(at) else { continue };
+        let first = report.events.iter().filter(|e| e["type"] == "action" && at(e) >= fault).map(at).next();
+        let first = first.unwrap_or_else(|| panic!("{}: no action after the fault at {fault}s", s.name));
+        measured.push((s.name.clone(), first - fault));
+    }
+    assert!(measured.len() >= 7, "{measured:?}");
+    for (name, latency) in &measured {
+        eprintln!("{name}: first action {latency}s after the fault");
+        assert!(*latency <= bound, "{name}: {latency}s > {bound}s");
+    }
+}

@@ -502,12 +502,25 @@ pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, pacing: &Pacing) -
         },
         Step::Reassign { moves } => submit(op, s, moves, pacing),
         Step::AwaitReassignment { partitions, rest } => {
-            if let Some(b) = s.brokers.iter().find(|b| b.state == BrokerState::Failed && !op.drain.contains(&b.id)) {
+            let ours: BTreeSet<(&str, i32)> = partitions.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+            // A broker that is to receive or keep replicas of these moves must stay healthy; a
+            // dead broker being drained (or one not involved) does not stop them.
+            let receiving: BTreeSet<i32> = s
+                .reassignments
+                .iter()
+                .filter(|r| ours.contains(&(r.topic.as_str(), r.partition)))
+                .flat_map(|r| r.target.iter().copied())
+                .chain(rest.iter().flat_map(|m| m.replicas.iter().copied()))
+                .collect();
+            let failed = s
+                .brokers
+                .iter()
+                .find(|b| b.state == BrokerState::Failed && !op.drain.contains(&b.id) && receiving.contains(&b.id));
+            if let Some(b) = failed {
                 return Progress::Abort {
                     reason: format!("broker {} failed its health check during reassignment", b.id),
                 };
             }
-            let ours: BTreeSet<(&str, i32)> = partitions.iter().map(|(t, p)| (t.as_str(), *p)).collect();
             let left = s.reassignments.iter().filter(|r| ours.contains(&(r.topic.as_str(), r.partition))).count();
             if left > 0 {
                 return Progress::Wait;
