@@ -7,6 +7,10 @@
 //! three brokers whose pods run but which never registered, so the agent must not scale it: the
 //! scaling policy decides on the real metrics, and the executor refuses with the reason. The node
 //! pool patch itself is exercised against the emulator in `stack_kube.rs`.
+//!
+//! The same run shows a healing action on real components: the fixtures' clients CA expires in
+//! 20 days, so the certificate policy renews it and the agent annotates the secret in the
+//! emulator with `strimzi.io/force-renew`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,7 +19,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::agent::{pool_replicas, reset_kube, set_load, start, wait_until};
+use support::agent::{http, pool_replicas, reset_kube, set_load, start, wait_until};
 use support::stack::Stack;
 
 #[test]
@@ -42,7 +46,24 @@ fn real_components_drive_a_scaling_decision_that_unhealthy_brokers_hold_back() {
     let all = agent.audit();
     let decision = all.iter().find(|e| e["type"] == "decision" && e["kind"] == "scale_brokers").unwrap();
     assert_eq!((decision["reason"].as_str(), decision["to"].as_u64()), (Some("scale_up_sustained_load"), Some(5)));
-    assert!(all.iter().all(|e| e["type"] != "action"), "no action on a cluster with unregistered brokers: {all:?}");
+    let scaled = all.iter().any(|e| e["type"] == "action" && e["kind"] == "scale_brokers");
+    assert!(!scaled, "no scaling on a cluster with unregistered brokers: {all:?}");
     assert_eq!(pool_replicas(&stack), Some(3), "the node pool is untouched");
+
+    let renewal = all
+        .iter()
+        .find(|e| e["type"] == "action" && e["kind"] == "renew_certificate")
+        .unwrap_or_else(|| panic!("the clients CA (20 days left) is renewed: {all:?}"));
+    assert_eq!(renewal["secret"], "prod-kafka-01-clients-ca-cert");
+    assert_eq!(renewal["reason"], "renew_before_expiry");
+    let url = format!("{}/api/v1/namespaces/kafka/secrets/prod-kafka-01-clients-ca-cert", stack.kube);
+    let secret = wait_until("the force-renew annotation", Duration::from_secs(10), || {
+        let body = http("GET", &url, "").unwrap_or_default();
+        let json: serde_json::Value =
+            body.find('{').and_then(|i| serde_json::from_str(&body[i..]).ok()).unwrap_or_default();
+        let annotations = json["metadata"]["annotations"].clone();
+        (annotations["strimzi.io/force-renew"] == "true", annotations.to_string())
+    });
+    assert!(!secret.is_empty());
     assert!(agent.metric("autopilot_data_stale{cluster=\"prod-kafka-01\",source=\"metrics\"}") == Some(0.0));
 }

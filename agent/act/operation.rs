@@ -503,8 +503,10 @@ pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, pacing: &Pacing) -
         Step::Reassign { moves } => submit(op, s, moves, pacing),
         Step::AwaitReassignment { partitions, rest } => {
             let ours: BTreeSet<(&str, i32)> = partitions.iter().map(|(t, p)| (t.as_str(), *p)).collect();
-            // A broker that is to receive or keep replicas of these moves must stay healthy; a
-            // dead broker being drained (or one not involved) does not stop them.
+            // Scaling stops when any broker it keeps fails. A repair stops when a broker that
+            // is to receive or keep replicas of its moves fails; the dead broker it drains, or
+            // one not involved, does not stop it.
+            let scaling = matches!(op.action, Action::ScaleBrokers { .. });
             let receiving: BTreeSet<i32> = s
                 .reassignments
                 .iter()
@@ -512,10 +514,9 @@ pub fn progress(op: &Operation, s: &Snapshot, now: Timestamp, pacing: &Pacing) -
                 .flat_map(|r| r.target.iter().copied())
                 .chain(rest.iter().flat_map(|m| m.replicas.iter().copied()))
                 .collect();
-            let failed = s
-                .brokers
-                .iter()
-                .find(|b| b.state == BrokerState::Failed && !op.drain.contains(&b.id) && receiving.contains(&b.id));
+            let failed = s.brokers.iter().find(|b| {
+                b.state == BrokerState::Failed && !op.drain.contains(&b.id) && (scaling || receiving.contains(&b.id))
+            });
             if let Some(b) = failed {
                 return Progress::Abort {
                     reason: format!("broker {} failed its health check during reassignment", b.id),
