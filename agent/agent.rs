@@ -30,6 +30,9 @@ pub struct TickReport {
     pub plan: Plan,
 }
 
+/// Each cluster's latest snapshot, for the health API.
+pub type SharedSnapshots = Arc<RwLock<BTreeMap<String, Arc<Snapshot>>>>;
+
 /// Settings of one cluster's pipeline.
 #[derive(Clone, Debug)]
 pub struct PipelineSettings {
@@ -62,6 +65,8 @@ pub struct ClusterAgent {
     savings: Savings,
     /// Each broker's state at the last tick, to report changes.
     states: BTreeMap<i32, crate::snapshot::BrokerState>,
+    /// Where the latest snapshot is published, if anywhere.
+    published: Option<SharedSnapshots>,
 }
 
 /// The cost saved by running fewer brokers than the largest node pool the agent has seen.
@@ -92,7 +97,13 @@ impl ClusterAgent {
             events,
             savings: Savings::default(),
             states: BTreeMap::new(),
+            published: None,
         })
+    }
+
+    /// Publish each tick's snapshot to `to` (the health API reads it).
+    pub fn publish_to(&mut self, to: SharedSnapshots) {
+        self.published = Some(to);
     }
 
     /// Cluster name.
@@ -124,6 +135,9 @@ impl ClusterAgent {
         self.report_freshness(&snapshot);
         self.report_health(&snapshot);
         self.report_state_changes(&snapshot, now);
+        if let Some(Ok(mut w)) = self.published.as_ref().map(|p| p.write()) {
+            w.insert(self.name.clone(), Arc::new(snapshot.clone()));
+        }
         self.account_savings(&snapshot, now);
         snapshot
     }

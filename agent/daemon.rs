@@ -112,6 +112,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
     let shared = Shared::with_leader(limits.clone(), dry_run, journal, leader);
     let names: Vec<String> = clusters.iter().map(|c| c.name.clone()).collect();
     let (triggers, mut receivers) = agent::trigger_channels(&names);
+    let snapshots = agent::SharedSnapshots::default();
     for cluster in &clusters {
         let backends: Backends = match cluster.backend {
             BackendKind::Real => crate::backend::real(cluster, instance.clone())
@@ -135,9 +136,10 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
             cost_per_broker_hour: cluster.cost_per_broker_hour,
             ..PipelineSettings::new(&region, dry_run, limits.clone())
         };
-        let pipeline = ClusterAgent::new(&cluster.name, settings, backends, shared.clone(), events.clone())
+        let mut pipeline = ClusterAgent::new(&cluster.name, settings, backends, shared.clone(), events.clone())
             .await
             .map_err(|source| Error::Journal { source })?;
+        pipeline.publish_to(snapshots.clone());
         let Some(rx) = receivers.remove(&cluster.name) else {
             continue;
         };
@@ -161,7 +163,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
         .await
         .map_err(|source| Error::Listen { addr: listen.to_string(), source })?;
     tracing::info!(%listen, region = %region, clusters = names.len(), dry_run, "agent running");
-    let app = http::router(Arc::new(AppState { metrics: Some(handle), policies, triggers, operations }));
+    let app = http::router(Arc::new(AppState { metrics: Some(handle), policies, triggers, operations, snapshots }));
     let server_cancel = cancel.clone();
     tasks.spawn(async move {
         let served =

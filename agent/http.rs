@@ -1,4 +1,5 @@
-//! The agent's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, and the operations API
+//! The agent's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, the health API
+//! (`GET /api/v1/clusters`, `GET /api/v1/clusters/{name}/health`) and the operations API
 //! (`POST /api/v1/clusters/{name}/scale`, `GET /api/v1/operations[/{id}]`). Handlers read state
 //! or hand a request to the cluster's task; they never act themselves.
 
@@ -14,7 +15,8 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{ScaleRequest, SharedPolicies, Triggers};
+use crate::agent::{ScaleRequest, SharedPolicies, SharedSnapshots, Triggers};
+use crate::health::{self, HealthReport};
 use crate::operations::{OperationLog, OperationRecord};
 
 /// What the handlers read.
@@ -25,6 +27,8 @@ pub struct AppState {
     /// The clusters' tasks, for requests.
     pub triggers: Triggers,
     pub operations: Arc<OperationLog>,
+    /// Each cluster's latest snapshot.
+    pub snapshots: SharedSnapshots,
 }
 
 impl std::fmt::Debug for AppState {
@@ -39,6 +43,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/api/v1/clusters", get(clusters))
+        .route("/api/v1/clusters/{name}/health", get(cluster_health))
         .route("/api/v1/clusters/{name}/scale", post(scale))
         .route("/api/v1/operations", get(operations))
         .route("/api/v1/operations/{id}", get(operation))
@@ -124,6 +130,46 @@ async fn scale(
     }
 }
 
+/// One line per cluster: its status and when it was last seen.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ClusterLine {
+    pub name: String,
+    /// None until the cluster's first tick.
+    pub status: Option<health::Status>,
+    pub at: Option<crate::time::Timestamp>,
+}
+
+async fn clusters(State(s): State<Arc<AppState>>) -> Json<Vec<ClusterLine>> {
+    let snapshots = s.snapshots.read().map(|m| m.clone()).unwrap_or_default();
+    let lines = s
+        .triggers
+        .clusters()
+        .map(|name| {
+            let snap = snapshots.get(name);
+            ClusterLine {
+                name: name.to_owned(),
+                status: snap.map(|x| health::report(x, &[]).status),
+                at: snap.map(|x| x.at),
+            }
+        })
+        .collect();
+    Json(lines)
+}
+
+async fn cluster_health(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<HealthReport>, ApiError> {
+    if !s.triggers.clusters().any(|c| c == name) {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no cluster named {name:?}")));
+    }
+    let snapshot = s.snapshots.read().ok().and_then(|m| m.get(&name).cloned());
+    let snapshot = snapshot.ok_or_else(|| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cluster {name} has not been observed yet"))
+    })?;
+    Ok(Json(health::report(&snapshot, &s.operations.list(Some(&name)))))
+}
+
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     cluster: Option<String>,
@@ -156,6 +202,7 @@ mod tests {
             policies: Arc::new(RwLock::new(Arc::new(set))),
             triggers: Triggers::default(),
             operations: Arc::default(),
+            snapshots: SharedSnapshots::default(),
         }))
     }
 

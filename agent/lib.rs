@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod events;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod health;
 pub mod http;
 pub mod leader;
 pub mod notify;

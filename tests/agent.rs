@@ -152,6 +152,16 @@ fn manual_scaling_is_validated_started_and_followed_through_the_api() {
         })
     });
 
+    // The health API reports the cluster as the last tick saw it.
+    let clusters = get(port, "/api/v1/clusters").unwrap();
+    assert!(clusters.contains("{\"name\":\"prod-kafka-01\",\"status\":\"healthy\""), "{clusters}");
+    let health = get(port, "/api/v1/clusters/prod-kafka-01/health").unwrap();
+    let body: serde_json::Value = serde_json::from_str(&health[health.find('{').unwrap()..]).unwrap();
+    assert_eq!(body["status"], "healthy", "{body}");
+    assert_eq!(body["brokers"].as_array().unwrap().len(), 3);
+    assert!(body["brokers"].as_array().unwrap().iter().all(|b| b["state"] == "healthy"), "{body}");
+    assert!(get(port, "/api/v1/clusters/nope/health").unwrap().starts_with("HTTP/1.1 404"));
+
     let (ok, _, err) = cli(&["scale", "--cluster", "prod-kafka-01", "--to", "2", "--api", &api]);
     assert!(!ok && err.contains("409") && err.contains("below the minimum of 3"), "{err}");
     let (ok, _, err) = cli(&["scale", "--cluster", "nope", "--to", "4", "--api", &api]);

@@ -10,7 +10,8 @@
 //!
 //! The same run shows a healing action on real components: the fixtures' clients CA expires in
 //! 20 days, so the certificate policy renews it and the agent annotates the secret in the
-//! emulator with `strimzi.io/force-renew`.
+//! emulator with `strimzi.io/force-renew`; with the alert threshold raised to 30 days, the
+//! certificate alert is a Kubernetes Event.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -19,7 +20,23 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::agent::{http, pool_replicas, reset_kube, set_load, start, wait_until};
+use support::agent::{event_reasons, http, pool_replicas, reset_kube, set_load, start, wait_until};
+
+/// The repository's policies, with the certificate alert threshold raised to 30 days.
+fn policies(to: &Path) {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".rego") && !name.ends_with("_test.rego") {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
+    let data = std::fs::read_to_string(from.join("data.yaml")).unwrap();
+    assert!(data.contains("critical_days: 7"));
+    std::fs::write(to.join("data.yaml"), data.replace("critical_days: 7", "critical_days: 30")).unwrap();
+}
 use support::stack::Stack;
 
 #[test]
@@ -29,8 +46,9 @@ fn real_components_drive_a_scaling_decision_that_unhealthy_brokers_hold_back() {
     set_load(&stack, 0.80, 0.85);
     assert_eq!(pool_replicas(&stack), Some(3));
     let dir = tempfile::tempdir().unwrap();
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let agent = start(&stack, dir.path(), &policies);
+    let policy_dir = dir.path().join("policies");
+    policies(&policy_dir);
+    let agent = start(&stack, dir.path(), &policy_dir);
 
     // Brokers absent from the metadata become Failed after the 30 s heartbeat timeout.
     let audit = wait_until("a scale-up decision held back by failed brokers", Duration::from_secs(90), || {
@@ -65,5 +83,10 @@ fn real_components_drive_a_scaling_decision_that_unhealthy_brokers_hold_back() {
         (annotations["strimzi.io/force-renew"] == "true", annotations.to_string())
     });
     assert!(!secret.is_empty());
+    let reasons = wait_until("the certificate alert as an Event", Duration::from_secs(10), || {
+        let r = event_reasons(&stack);
+        (r.contains(&"CertificateExpiring".to_owned()), r)
+    });
+    assert!(reasons.contains(&"CertificateExpiring".to_owned()));
     assert!(agent.metric("autopilot_data_stale{cluster=\"prod-kafka-01\",source=\"metrics\"}") == Some(0.0));
 }

@@ -187,7 +187,7 @@ impl ClusterExecutor {
         let mut started = false;
         for p in &plan.actions {
             if let Action::Notify { severity, message } = &p.action {
-                self.notify(p, severity, message, now);
+                self.notify(p, severity, message, now).await;
                 continue;
             }
             let refuse = |why: String| Body::Deferred { kind: p.action.kind(), reason: p.rule.clone(), why };
@@ -250,7 +250,9 @@ impl ClusterExecutor {
         }
     }
 
-    fn notify(&mut self, p: &Planned, severity: &str, message: &str, now: Timestamp) {
+    /// A notification: logged, counted, audited, sent to the webhooks (a sink) and recorded as
+    /// a Kubernetes Event named after its rule (`IsrBelowMin`), a Warning unless `info`.
+    async fn notify(&mut self, p: &Planned, severity: &str, message: &str, now: Timestamp) {
         let key = (p.rule.clone(), message.to_owned());
         let cooldown = self.shared.limits.cooldown(ActionKind::Notify);
         if self.notified.get(&key).is_some_and(|t| now - *t < cooldown) {
@@ -258,6 +260,8 @@ impl ClusterExecutor {
         }
         self.notified.insert(key, now);
         self.done_at_once(p, false, Outcome::Emitted, format!("[{severity}] {message}"), now);
+        let reason = camel(&p.rule);
+        self.backends.kube.record_outcome(&reason, severity == "info", format!("[{severity}] {message}")).await;
     }
 
     fn dry_run(&mut self, p: &Planned, now: Timestamp) {
@@ -493,8 +497,19 @@ fn round_secs(d: Duration) -> Duration {
 
 /// Kubernetes Event reason for an operation's end: `ScaleBrokersSucceeded`, `ScaleBrokersRolledBack`, ...
 fn event_reason(kind: ActionKind, result: Outcome) -> String {
-    let camel = |s: &str| s.split('_').map(|w| w[..1].to_uppercase() + &w[1..]).collect::<String>();
     format!("{}{}", camel(kind.as_str()), camel(result.as_str()))
+}
+
+/// `isr_below_min` -> `IsrBelowMin`, as Kubernetes Event reasons are written.
+fn camel(snake: &str) -> String {
+    snake
+        .split('_')
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+        })
+        .collect()
 }
 
 /// What [`ClusterExecutor::admit`] allows.

@@ -394,8 +394,8 @@ impl ClusterOps for KubeCluster {
         .await;
         Ok(())
     }
-    async fn record_outcome(&self, reason: &str, succeeded: bool, note: String) {
-        let type_ = if succeeded { EventType::Normal } else { EventType::Warning };
+    async fn record_outcome(&self, reason: &str, normal: bool, note: String) {
+        let type_ = if normal { EventType::Normal } else { EventType::Warning };
         self.record_on_pool_typed(type_, reason, "Operate", note).await;
     }
 }

@@ -86,9 +86,9 @@ pub trait ClusterOps: Send + Sync {
     async fn resize_storage(&self, bytes: u64) -> Result<(), Error>;
     /// Annotate a CA secret with `strimzi.io/force-renew`.
     async fn force_renew(&self, secret: &str) -> Result<(), Error>;
-    /// Record how an operation ended as a Kubernetes Event on the node pool (`Warning` unless it
-    /// succeeded). Best effort: a failure is logged, never returned.
-    async fn record_outcome(&self, reason: &str, succeeded: bool, note: String);
+    /// Record how an operation ended, or a notification, as a Kubernetes Event on the node pool
+    /// (`Normal` or `Warning`). Best effort: a failure is logged, never returned.
+    async fn record_outcome(&self, reason: &str, normal: bool, note: String);
 }
 
 /// The three backends of one cluster.

@@ -226,9 +226,9 @@ impl ClusterOps for SimBackend {
         sim.scale(replicas)
     }
 
-    async fn record_outcome(&self, reason: &str, succeeded: bool, note: String) {
+    async fn record_outcome(&self, reason: &str, normal: bool, note: String) {
         // Not an actuator: kept out of the call log the tests compare.
-        tracing::debug!(reason, succeeded, note = %note, "simulated Kubernetes Event");
+        tracing::debug!(reason, normal, note = %note, "simulated Kubernetes Event");
     }
 
     async fn delete_pod(&self, broker: i32) -> Result<(), Error> {
