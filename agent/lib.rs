@@ -8,6 +8,7 @@
 pub mod act;
 pub mod agent;
 pub mod backend;
+pub mod backup;
 pub mod client;
 pub mod collect;
 pub mod config;
