@@ -113,4 +113,4 @@ fn storage_writes_atomically_and_lists_only_finished_files() {
     assert!(s.list("missing").unwrap().is_empty());
 }
 
-use std::io::{Read, Write};
+use std::io::Read;
