@@ -403,11 +403,16 @@ impl<R: Read> SegmentReader<R> {
     }
 
     /// Read the whole segment: every record, or the first problem.
-    pub fn read_all(mut self) -> Result<Vec<Record>, Error> {
+    pub fn read_all(self) -> Result<Vec<Record>, Error> {
+        self.read_verified().map(|(records, _)| records)
+    }
+
+    /// Read the whole segment; the records and the segment checksum (the trailer's, verified).
+    pub fn read_verified(mut self) -> Result<(Vec<Record>, u32), Error> {
         let mut all = Vec::new();
         while let Some(frame) = self.next_frame()? {
             all.extend(frame);
         }
-        Ok(all)
+        Ok((all, crc32c::crc32c(&self.crcs)))
     }
 }

@@ -3,9 +3,11 @@
 //! and file I/O; reading from and writing to Kafka builds on it (issue #6, in progress).
 
 pub mod format;
+pub mod manifest;
 pub mod storage;
 
 pub use format::{Compression, Record, SegmentReader, SegmentSummary, SegmentWriter};
+pub use manifest::{Manifest, PartitionBackup, SegmentEntry};
 pub use storage::{FsStorage, Storage};
 
 #[cfg(test)]

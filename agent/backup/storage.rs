@@ -14,7 +14,7 @@ pub trait Storage: Send + Sync {
     fn get(&self, name: &str) -> std::io::Result<Box<dyn Read + Send>>;
     /// Whether `name` exists (a finished, renamed file).
     fn exists(&self, name: &str) -> bool;
-    /// Names directly under `prefix/`.
+    /// Names directly under `prefix/` (under the root for `""`).
     fn list(&self, prefix: &str) -> std::io::Result<Vec<String>>;
 }
 
@@ -80,7 +80,7 @@ impl Storage for FsStorage {
     }
 
     fn list(&self, prefix: &str) -> std::io::Result<Vec<String>> {
-        let dir = self.path(prefix)?;
+        let dir = if prefix.is_empty() { self.root.clone() } else { self.path(prefix)? };
         let mut names = Vec::new();
         match fs::read_dir(&dir) {
             Ok(entries) => {

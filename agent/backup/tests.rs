@@ -1,3 +1,6 @@
+use std::collections::BTreeMap;
+use std::io::Read;
+
 use super::format::Error;
 use super::*;
 
@@ -113,4 +116,80 @@ fn storage_writes_atomically_and_lists_only_finished_files() {
     assert!(s.list("missing").unwrap().is_empty());
 }
 
-use std::io::Read;
+fn manifest(partitions: &[(i32, i64, i64)]) -> Manifest {
+    Manifest {
+        id: "prod-orders-1".into(),
+        cluster: "prod".into(),
+        topic: "orders".into(),
+        created_at: crate::time::Timestamp::from_millis(1_767_225_600_000),
+        completed_at: None,
+        compression: Compression::Lz4,
+        topic_configs: BTreeMap::from([("retention.ms".into(), "604800000".into())]),
+        consumer_offsets: BTreeMap::from([("billing".into(), BTreeMap::from([(0, 1500)]))]),
+        partitions: partitions
+            .iter()
+            .map(|(p, start, end)| {
+                (*p, PartitionBackup { start_offset: *start, end_offset: *end, segments: Vec::new() })
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn an_interrupted_backup_resumes_where_it_stopped_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FsStorage::new(dir.path());
+    let rs = records(3000);
+    let mut m = manifest(&[(0, 1000, 4000)]);
+    m.save(&s).unwrap();
+    m.append(&s, 0, &rs[..1000]).unwrap();
+    m.append(&s, 0, &rs[1000..1500]).unwrap();
+    // The process dies here; a new one reads the manifest back and goes on.
+    let mut resumed = Manifest::load(&s, "prod-orders-1").unwrap();
+    assert_eq!(resumed, m);
+    assert_eq!(resumed.partitions[&0].next_offset(), 2500);
+    assert!(!resumed.partitions[&0].done());
+    let again = resumed.append(&s, 0, &rs[1400..1600]).unwrap_err();
+    assert!(again.to_string().contains("before the partition's next offset 2500"), "{again}");
+    resumed.append(&s, 0, &rs[1500..]).unwrap();
+    assert!(resumed.partitions[&0].done());
+    assert_eq!(resumed.verify(&s).unwrap(), BTreeMap::from([(0, 3000)]));
+    assert_eq!(resumed.read_partition(&s, 0).unwrap(), rs, "record for record");
+    assert_eq!(Manifest::list(&s).unwrap().len(), 1);
+}
+
+#[test]
+fn verify_names_the_damaged_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = FsStorage::new(dir.path());
+    let rs = records(2000);
+    let mut m = manifest(&[(0, 1000, 3000)]);
+    m.append(&s, 0, &rs[..1000]).unwrap();
+    m.append(&s, 0, &rs[1000..]).unwrap();
+    let second = dir.path().join(&m.partitions[&0].segments[1].file);
+    let good = std::fs::read(&second).unwrap();
+
+    let mut flipped = good.clone();
+    flipped[good.len() / 3] ^= 0x08;
+    std::fs::write(&second, &flipped).unwrap();
+    let err = m.verify(&s).unwrap_err().to_string();
+    assert!(err.contains("p00000-00000000000000002000.seg"), "{err}");
+    assert!(m.read_partition(&s, 0).is_err(), "restore reads through the same checks");
+
+    std::fs::write(&second, &good[..good.len() - 10]).unwrap();
+    assert!(m.verify(&s).is_err());
+
+    // A valid segment that is not the one the manifest recorded.
+    let other = tempfile::tempdir().unwrap();
+    let mut decoy = manifest(&[(0, 1000, 3000)]);
+    decoy.append(&FsStorage::new(other.path()), 0, &records(1500)[1000..]).unwrap();
+    let decoy_file = other.path().join(&decoy.partitions[&0].segments[0].file);
+    std::fs::copy(decoy_file, &second).unwrap();
+    let err = m.verify(&s).unwrap_err().to_string();
+    assert!(err.contains("does not match the manifest"), "{err}");
+
+    std::fs::remove_file(&second).unwrap();
+    assert!(m.verify(&s).unwrap_err().to_string().contains("storage"));
+    std::fs::write(&second, &good).unwrap();
+    assert_eq!(m.verify(&s).unwrap()[&0], 2000);
+}
