@@ -3,6 +3,7 @@
 //! and file I/O; reading from and writing to Kafka builds on it (issue #6, in progress).
 
 pub mod format;
+pub mod kafka;
 pub mod manifest;
 pub mod storage;
 

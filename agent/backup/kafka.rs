@@ -1,0 +1,314 @@
+//! Backups from and restores to Kafka through librdkafka. This module only performs I/O: it
+//! reads partitions into segments (through [`Manifest::append`], so a backup resumes where it
+//! stopped) and writes records back with an idempotent producer, partition, key, value, headers
+//! and timestamp preserved, after every checksum of the backup has been checked.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use super::format::{Compression, Record};
+use super::manifest::{self, Manifest, PartitionBackup};
+use super::storage::Storage;
+use crate::config::KafkaClientConfig;
+use crate::time::Timestamp;
+
+/// Records per segment.
+const SEGMENT_RECORDS: usize = 50_000;
+
+/// Why a backup or restore failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kafka: {what}")]
+    Kafka { what: String, source: rdkafka::error::KafkaError },
+    #[error("topic {topic} not found")]
+    NoTopic { topic: String },
+    #[error("partition {partition} stopped at offset {at} before its end offset {end} (no records for {idle:?})")]
+    Stalled { partition: i32, at: i64, end: i64, idle: Duration },
+    #[error("backup")]
+    Backup(#[from] manifest::Error),
+    #[error("target topic {topic} has {has} partitions, the backup needs {needs}")]
+    Partitions { topic: String, has: usize, needs: usize },
+    #[error("the blocking Kafka task failed: {0}")]
+    Task(String),
+}
+
+fn kafka(what: &str) -> impl FnOnce(rdkafka::error::KafkaError) -> Error + '_ {
+    move |source| Error::Kafka { what: what.to_owned(), source }
+}
+
+/// Where to reach a cluster.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub bootstrap: Vec<String>,
+    pub client: KafkaClientConfig,
+}
+
+impl Endpoint {
+    fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.bootstrap.join(",")).set("client.id", "kafka-autopilot-backup");
+        for (k, v) in &self.client.properties {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// Partitions of `topic` and their (low, high) watermarks.
+fn watermarks(c: &BaseConsumer, topic: &str, timeout: Duration) -> Result<BTreeMap<i32, (i64, i64)>, Error> {
+    let m = c.fetch_metadata(Some(topic), timeout).map_err(kafka("metadata"))?;
+    let t = m.topics().iter().find(|t| t.name() == topic && !t.partitions().is_empty());
+    let t = t.ok_or_else(|| Error::NoTopic { topic: topic.to_owned() })?;
+    let mut out = BTreeMap::new();
+    for p in t.partitions() {
+        out.insert(p.id(), c.fetch_watermarks(topic, p.id(), timeout).map_err(kafka("watermarks"))?);
+    }
+    Ok(out)
+}
+
+/// What to back up.
+#[derive(Clone, Debug)]
+pub struct BackupRequest {
+    pub id: String,
+    pub cluster: String,
+    pub topic: String,
+    pub compression: Compression,
+    /// At most this many records in all, shared evenly over the partitions.
+    pub max_messages: Option<u64>,
+}
+
+/// Begin a backup: one partition entry per partition of the topic, from its log start to its
+/// high watermark now, saved as the manifest.
+pub async fn start(
+    ep: &Endpoint,
+    storage: &dyn Storage,
+    req: &BackupRequest,
+    now: Timestamp,
+) -> Result<Manifest, Error> {
+    let BackupRequest { id, cluster, topic, compression, max_messages } = req.clone();
+    let (config, timeout, t) = (ep.config(), ep.client.timeout, topic.clone());
+    let marks = tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = config.create().map_err(kafka("client"))?;
+        watermarks(&c, &t, timeout)
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))??;
+    let share = max_messages.map(|m| i64::try_from(m.div_ceil(marks.len().max(1) as u64)).unwrap_or(i64::MAX));
+    let partitions = marks
+        .into_iter()
+        .map(|(p, (low, high))| {
+            let end = share.map_or(high, |s| high.min(low.saturating_add(s)));
+            (p, PartitionBackup { start_offset: low, end_offset: end, segments: Vec::new() })
+        })
+        .collect();
+    let m = Manifest {
+        id,
+        cluster,
+        topic,
+        created_at: now,
+        completed_at: None,
+        compression,
+        topic_configs: BTreeMap::new(),
+        consumer_offsets: BTreeMap::new(),
+        partitions,
+    };
+    m.save(storage)?;
+    Ok(m)
+}
+
+fn record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+    Record {
+        offset: m.offset(),
+        timestamp: m.timestamp().to_millis().unwrap_or(-1),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        headers: m
+            .headers()
+            .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// Copy every partition that is not done into segments; resumes an interrupted backup.
+/// `progress` is called with (partition, records stored so far in it).
+pub async fn run(
+    ep: &Endpoint,
+    storage: Arc<dyn Storage>,
+    mut m: Manifest,
+    idle: Duration,
+    progress: Arc<dyn Fn(i32, u64) + Send + Sync>,
+) -> Result<Manifest, Error> {
+    let config = ep.config();
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = config
+            .clone()
+            .set("group.id", format!("kafka-autopilot-backup-{}", m.id))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .create()
+            .map_err(kafka("consumer"))?;
+        let parts: Vec<i32> = m.partitions.iter().filter(|(_, p)| !p.done()).map(|(id, _)| *id).collect();
+        for p in parts {
+            let (next, end) = (m.partitions[&p].next_offset(), m.partitions[&p].end_offset);
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&m.topic, p, Offset::Offset(next)).map_err(kafka("assign"))?;
+            c.assign(&tpl).map_err(kafka("assign"))?;
+            let mut batch: Vec<Record> = Vec::with_capacity(SEGMENT_RECORDS);
+            let (mut at, mut last_seen) = (next, Instant::now());
+            while at < end {
+                match c.poll(Duration::from_millis(500)) {
+                    Some(Ok(msg)) => {
+                        last_seen = Instant::now();
+                        if msg.offset() >= end {
+                            break;
+                        }
+                        at = msg.offset() + 1;
+                        batch.push(record(&msg));
+                        if batch.len() >= SEGMENT_RECORDS {
+                            m.append(storage.as_ref(), p, &batch)?;
+                            batch.clear();
+                            progress(p, m.partitions[&p].records());
+                        }
+                    }
+                    Some(Err(e)) => return Err(Error::Kafka { what: format!("partition {p}"), source: e }),
+                    None if last_seen.elapsed() > idle => {
+                        m.append(storage.as_ref(), p, &batch)?;
+                        return Err(Error::Stalled { partition: p, at, end, idle });
+                    }
+                    None => {}
+                }
+            }
+            m.append(storage.as_ref(), p, &batch)?;
+            // Offsets compacted or deleted at the end of the range still count as covered.
+            if let Some(entry) = m.partitions.get_mut(&p) {
+                entry.end_offset = entry.end_offset.min(entry.next_offset());
+            }
+            progress(p, m.partitions[&p].records());
+        }
+        m.completed_at = Some(Timestamp::now());
+        m.save(storage.as_ref())?;
+        Ok(m)
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))?
+}
+
+/// What a restore wrote, or would write.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestoreReport {
+    pub target_topic: String,
+    pub dry_run: bool,
+    /// Records per partition.
+    pub records: BTreeMap<i32, u64>,
+    /// Each consumer group's committed offsets, translated to the target topic's offsets.
+    pub translated_offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+/// Restore backup `m` into `target` (which must have at least as many partitions): every
+/// segment is verified first; then records go to the same partition with key, value, headers
+/// and timestamp, through an idempotent producer (a retried send is not duplicated).
+pub async fn restore(
+    ep: &Endpoint,
+    storage: Arc<dyn Storage>,
+    m: &Manifest,
+    target: &str,
+    dry_run: bool,
+) -> Result<RestoreReport, Error> {
+    let verified = m.verify(storage.as_ref())?;
+    let mut report =
+        RestoreReport { target_topic: target.to_owned(), dry_run, records: verified, ..Default::default() };
+    let (config, timeout, t) = (ep.config(), ep.client.timeout, target.to_owned());
+    let marks = tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = config.create().map_err(kafka("client"))?;
+        watermarks(&c, &t, timeout)
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))??;
+    let needs = m.partitions.keys().max().map_or(0, |p| *p as usize + 1);
+    if marks.len() < needs {
+        return Err(Error::Partitions { topic: target.to_owned(), has: marks.len(), needs });
+    }
+    // Records land after whatever the target partition holds: translate committed offsets.
+    for (group, offsets) in &m.consumer_offsets {
+        let mut translated = BTreeMap::new();
+        for (p, committed) in offsets {
+            let base = marks.get(p).map_or(0, |w| w.1);
+            let records = m.read_partition(storage.as_ref(), *p)?;
+            let before = records.iter().take_while(|r| r.offset < *committed).count() as i64;
+            translated.insert(*p, base + before);
+        }
+        report.translated_offsets.insert(group.clone(), translated);
+    }
+    if dry_run {
+        return Ok(report);
+    }
+    let producer: FutureProducer = ep
+        .config()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .map_err(kafka("producer"))?;
+    for p in m.partitions.keys() {
+        let records = m.read_partition(storage.as_ref(), *p)?;
+        let what = format!("restore to {target}-{p}");
+        let mut pending = Vec::new();
+        for r in &records {
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header { key: k, value: v.as_deref() });
+            }
+            let mut rec: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(target).partition(*p).headers(headers).timestamp(r.timestamp);
+            if let Some(k) = &r.key {
+                rec = rec.key(k.as_slice());
+            }
+            if let Some(v) = &r.value {
+                rec = rec.payload(v.as_slice());
+            }
+            loop {
+                match producer.send_result(rec) {
+                    Ok(delivery) => {
+                        pending.push(delivery);
+                        break;
+                    }
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        back,
+                    )) => {
+                        // The local queue is full: wait for what is in flight, then go on.
+                        settle(&mut pending, &what).await?;
+                        rec = back;
+                    }
+                    Err((e, _)) => return Err(Error::Kafka { what, source: e }),
+                }
+            }
+            if pending.len() >= 20_000 {
+                settle(&mut pending, &what).await?;
+            }
+        }
+        settle(&mut pending, &what).await?;
+    }
+    Ok(report)
+}
+
+/// Wait for every queued send; the first failure fails the restore.
+async fn settle(pending: &mut Vec<rdkafka::producer::DeliveryFuture>, what: &str) -> Result<(), Error> {
+    for d in pending.drain(..) {
+        match d.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(Error::Kafka { what: what.to_owned(), source: e }),
+            Err(_) => return Err(Error::Task(format!("{what}: delivery report lost"))),
+        }
+    }
+    Ok(())
+}
