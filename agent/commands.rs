@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -9,6 +10,8 @@ use anyhow::{bail, Context};
 use autopilot::client::Client;
 use autopilot::operations::{OperationRecord, Status};
 use autopilot::planner::{self, files, Role};
+
+use crate::{BackupCommand, Codec, Target};
 
 /// Arguments of `autopilot plan`.
 pub struct PlanArgs {
@@ -135,4 +138,120 @@ pub async fn operations(api: &str, id: Option<&str>, cluster: Option<&str>, json
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn endpoint(t: &Target) -> anyhow::Result<(String, autopilot::backup::kafka::Endpoint)> {
+    use autopilot::backup::kafka::Endpoint;
+    use autopilot::config::KafkaClientConfig;
+    if let Some(b) = &t.bootstrap {
+        let client = KafkaClientConfig { timeout: Duration::from_secs(10), properties: Default::default() };
+        return Ok(("kafka".into(), Endpoint { bootstrap: b.split(',').map(str::to_owned).collect(), client }));
+    }
+    let (Some(path), Some(name)) = (&t.config, &t.cluster) else {
+        bail!("name the cluster: --config FILE --cluster NAME, or --bootstrap HOST:PORT");
+    };
+    let config = autopilot::config::load(path)?;
+    let c = config
+        .clusters
+        .into_iter()
+        .find(|c| &c.name == name)
+        .with_context(|| format!("no cluster {name:?} in {}", path.display()))?;
+    if c.bootstrap_servers.is_empty() {
+        bail!("cluster {name} has no bootstrap_servers in {}", path.display());
+    }
+    Ok((c.name, Endpoint { bootstrap: c.bootstrap_servers, client: c.kafka_client }))
+}
+
+pub async fn backup(command: BackupCommand) -> anyhow::Result<ExitCode> {
+    use autopilot::backup::kafka::{self as bk, BackupRequest};
+    use autopilot::backup::{Compression, FsStorage, Manifest, Storage};
+    let storage = |dir: &PathBuf| -> Arc<dyn Storage> { Arc::new(FsStorage::new(dir.clone())) };
+    match command {
+        BackupCommand::Create { target, topic, compression, max_messages, id, dir } => {
+            let (cluster, ep) = endpoint(&target)?;
+            let s = storage(&dir);
+            let now = autopilot::time::Timestamp::now();
+            let id = id.unwrap_or_else(|| format!("{cluster}-{topic}-{}", now.as_millis() / 1000));
+            let compression = match compression {
+                Codec::None => Compression::None,
+                Codec::Gzip => Compression::Gzip,
+                Codec::Snappy => Compression::Snappy,
+                Codec::Lz4 => Compression::Lz4,
+                Codec::Zstd => Compression::Zstd,
+            };
+            let m = match Manifest::load(s.as_ref(), &id) {
+                Ok(m) if m.completed_at.is_some() => bail!("backup {id} is already complete"),
+                Ok(m) => {
+                    println!("resuming backup {id}");
+                    m
+                }
+                Err(_) => {
+                    let req = BackupRequest { id: id.clone(), cluster, topic, compression, max_messages };
+                    bk::start(&ep, s.as_ref(), &req, now).await?
+                }
+            };
+            let total: u64 =
+                m.partitions.values().map(|p| u64::try_from(p.end_offset - p.start_offset).unwrap_or(0)).sum();
+            let progress = Arc::new(move |p: i32, n: u64| {
+                println!("  partition {p}: {n} records stored (of about {total} in all)")
+            });
+            let started = std::time::Instant::now();
+            let m = bk::run(&ep, s, m, Duration::from_secs(30), progress).await?;
+            let records: u64 = m.partitions.values().map(|p| p.records()).sum();
+            let (raw, stored): (u64, u64) = m
+                .partitions
+                .values()
+                .flat_map(|p| &p.segments)
+                .fold((0, 0), |(r, s), x| (r + x.summary.raw_bytes, s + x.summary.stored_bytes));
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "backup {} complete: {records} records, {raw} bytes raw, {stored} stored (ratio {:.2}), {secs:.1}s, {:.1} MB/s",
+                m.id,
+                raw as f64 / stored.max(1) as f64,
+                raw as f64 / 1e6 / secs.max(1e-9)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        BackupCommand::List { dir } => {
+            for m in Manifest::list(storage(&dir).as_ref())? {
+                let records: u64 = m.partitions.values().map(|p| p.records()).sum();
+                let state = if m.completed_at.is_some() { "complete" } else { "incomplete" };
+                println!(
+                    "{}  {}/{}  {}  {} partitions  {records} records  {state}",
+                    m.id,
+                    m.cluster,
+                    m.topic,
+                    m.created_at,
+                    m.partitions.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BackupCommand::Verify { id, dir } => {
+            let s = storage(&dir);
+            let m = Manifest::load(s.as_ref(), &id)?;
+            let counts = m.verify(s.as_ref())?;
+            println!(
+                "backup {id}: every checksum verified, {} records in {} partitions",
+                counts.values().sum::<u64>(),
+                counts.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        BackupCommand::Restore { id, target, to_topic, dry_run, dir } => {
+            let (_, ep) = endpoint(&target)?;
+            let s = storage(&dir);
+            let m = Manifest::load(s.as_ref(), &id)?;
+            let report = bk::restore(&ep, s, &m, &to_topic, dry_run).await?;
+            let verb = if dry_run { "would write" } else { "wrote" };
+            for (p, n) in &report.records {
+                println!("  {to_topic}-{p}: {verb} {n} records");
+            }
+            for (group, offsets) in &report.translated_offsets {
+                println!("  group {group}: offsets on {to_topic} {offsets:?}");
+            }
+            println!("restore of {id} {verb} {} records", report.records.values().sum::<u64>());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -129,11 +129,83 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Back up topics, verify and restore backups (a directory of backups).
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// Work with Rego policies.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+}
+
+/// Where a cluster is: a config file and a cluster name in it, or bootstrap servers.
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// Config file whose `clusters[]` names the cluster.
+    #[arg(long, env = "AUTOPILOT_CONFIG", requires = "cluster")]
+    config: Option<PathBuf>,
+    /// Cluster name in the config file.
+    #[arg(long)]
+    cluster: Option<String>,
+    /// Bootstrap servers, instead of a config file.
+    #[arg(long, conflicts_with = "config")]
+    bootstrap: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Back up a topic (resumes an interrupted backup of the same id).
+    Create {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, value_enum, default_value_t = Codec::Lz4)]
+        compression: Codec,
+        #[arg(long)]
+        max_messages: Option<u64>,
+        /// Backup id (default: <cluster>-<topic>-<unix seconds>).
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long, default_value = "backups")]
+        dir: PathBuf,
+    },
+    /// List the backups in a directory.
+    List {
+        #[arg(long, default_value = "backups")]
+        dir: PathBuf,
+    },
+    /// Check every checksum of a backup against its manifest.
+    Verify {
+        id: String,
+        #[arg(long, default_value = "backups")]
+        dir: PathBuf,
+    },
+    /// Restore a backup into a topic (same partitions, keys, values, headers, timestamps).
+    Restore {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        to_topic: String,
+        /// Verify and print what would be written; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, default_value = "backups")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Codec {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +317,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Operations { id, cluster, api, json } => {
             runtime()?.block_on(commands::operations(&api, id.as_deref(), cluster.as_deref(), json))
         }
+        Command::Backup { command } => runtime()?.block_on(commands::backup(command)),
         Command::Policy { command: PolicyCommand::Test { dir, filter, json } } => {
             policy_test(&dir, filter.as_deref(), json)
         }

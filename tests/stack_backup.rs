@@ -48,14 +48,14 @@ async fn create_topic(bootstrap: &str, topic: &str) {
     });
 }
 
-fn produce(bootstrap: &str, topic: &str) {
+fn produce(bootstrap: &str, topic: &str, records: usize) {
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("batch.num.messages", "1")
         .set("linger.ms", "0")
         .create()
         .unwrap();
-    for i in 0..RECORDS {
+    for i in 0..records {
         let key = format!("customer-{}", i % 977);
         let value = format!("{{\"order\":{i},\"amount\":{}}}", i * 31 % 10_000);
         let trace = format!("{i:016x}");
@@ -131,7 +131,7 @@ async fn a_backup_restores_record_for_record_and_damage_is_refused() {
         create_topic(&stack.kafka, t).await;
     }
     let (b, s) = (stack.kafka.clone(), source.clone());
-    tokio::task::spawn_blocking(move || produce(&b, &s)).await.unwrap();
+    tokio::task::spawn_blocking(move || produce(&b, &s, RECORDS)).await.unwrap();
 
     let ep = Endpoint {
         bootstrap: vec![stack.kafka.clone()],
@@ -200,4 +200,70 @@ async fn a_backup_restores_record_for_record_and_damage_is_refused() {
     .await
     .unwrap();
     assert_eq!(written, 0, "nothing restored from a damaged backup");
+}
+
+fn autopilot(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_autopilot")).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test]
+async fn the_backup_commands_create_list_verify_and_restore() {
+    let stack = Stack::get();
+    let (topic, copy) = (unique("payments"), unique("payments-copy"));
+    create_topic(&stack.kafka, &topic).await;
+    create_topic(&stack.kafka, &copy).await;
+    let (b, t) = (stack.kafka.clone(), topic.clone());
+    tokio::task::spawn_blocking(move || produce(&b, &t, 600)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let k = stack.kafka.as_str();
+
+    let (ok, out, err) = autopilot(&[
+        "backup",
+        "create",
+        "--bootstrap",
+        k,
+        "--topic",
+        &topic,
+        "--id",
+        "cli-1",
+        "--compression",
+        "zstd",
+        "--dir",
+        d,
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("backup cli-1 complete: 600 records"), "{out}");
+    let (ok, out, _) = autopilot(&["backup", "list", "--dir", d]);
+    assert!(ok && out.contains("cli-1") && out.contains("600 records  complete"), "{out}");
+    let (ok, out, err) = autopilot(&["backup", "verify", "cli-1", "--dir", d]);
+    assert!(ok && out.contains("every checksum verified, 600 records in 6 partitions"), "{out}{err}");
+    let (ok, out, err) =
+        autopilot(&["backup", "restore", "cli-1", "--bootstrap", k, "--to-topic", &copy, "--dry-run", "--dir", d]);
+    assert!(ok && out.contains("restore of cli-1 would write 600 records"), "{out}{err}");
+    let (ok, out, err) = autopilot(&["backup", "restore", "cli-1", "--bootstrap", k, "--to-topic", &copy, "--dir", d]);
+    assert!(ok && out.contains("restore of cli-1 wrote 600 records"), "{out}{err}");
+    let (b, c) = (stack.kafka.clone(), copy.clone());
+    let restored = tokio::task::spawn_blocking(move || consume(&b, &c, 600)).await.unwrap();
+    assert_eq!(restored.values().map(Vec::len).sum::<usize>(), 600);
+
+    let (ok, _, err) =
+        autopilot(&["backup", "create", "--bootstrap", k, "--topic", &topic, "--id", "cli-1", "--dir", d]);
+    assert!(!ok && err.contains("backup cli-1 is already complete"), "{err}");
+    let seg = std::fs::read_dir(dir.path().join("cli-1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&seg, bytes).unwrap();
+    let (ok, _, err) = autopilot(&["backup", "verify", "cli-1", "--dir", d]);
+    let name = seg.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(!ok && err.contains(&name), "verify names the damaged segment: {err}");
+    let (ok, _, err) = autopilot(&["backup", "restore", "cli-1", "--bootstrap", k, "--to-topic", &copy, "--dir", d]);
+    assert!(!ok && err.contains(&name), "{err}");
 }
