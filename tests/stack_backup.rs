@@ -40,7 +40,7 @@ fn unique(prefix: &str) -> String {
 async fn create_topic(bootstrap: &str, topic: &str) {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
-    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
+    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1)).set("retention.ms", "7200000");
     let r =
         admin.create_topics(&[new], &AdminOptions::new().request_timeout(Some(Duration::from_secs(10)))).await.unwrap();
     r.into_iter().for_each(|x| {
@@ -131,7 +131,23 @@ async fn a_backup_restores_record_for_record_and_damage_is_refused() {
         create_topic(&stack.kafka, t).await;
     }
     let (b, s) = (stack.kafka.clone(), source.clone());
-    tokio::task::spawn_blocking(move || produce(&b, &s, RECORDS)).await.unwrap();
+    let group = unique("billing");
+    let g = group.clone();
+    tokio::task::spawn_blocking(move || {
+        produce(&b, &s, RECORDS);
+        // A consumer group that has read 1,000 records of partition 0.
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &b)
+            .set("group.id", &g)
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&s, 0, Offset::Offset(1000)).unwrap();
+        c.commit(&tpl, rdkafka::consumer::CommitMode::Sync).unwrap();
+    })
+    .await
+    .unwrap();
 
     let ep = Endpoint {
         bootstrap: vec![stack.kafka.clone()],
@@ -148,6 +164,10 @@ async fn a_backup_restores_record_for_record_and_damage_is_refused() {
     };
     let m = kafka::start(&ep, storage.as_ref(), &req, Timestamp::now()).await.unwrap();
     assert_eq!(m.partitions.len(), PARTITIONS as usize);
+    // tansu reports the topic's own retention.ms as a broker default (source DEFAULT), so the
+    // backup, which keeps only non-default configs, records none there; on Kafka it would.
+    assert!(m.topic_configs.get("retention.ms").is_none(), "tansu's DescribeConfigs changed: {:?}", m.topic_configs);
+    assert_eq!(m.consumer_offsets.get(&group), Some(&BTreeMap::from([(0, 1000)])), "{:?}", m.consumer_offsets);
     // The first run dies after finishing two partitions.
     let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let f = finished.clone();
@@ -173,6 +193,8 @@ async fn a_backup_restores_record_for_record_and_damage_is_refused() {
     assert!(dry.dry_run && dry.records.values().sum::<u64>() == RECORDS as u64);
     let report = kafka::restore(&ep, storage.clone(), &m, &target, false).await.unwrap();
     assert_eq!(report.records, counts);
+    // The target was empty: the group's offset 1000 on partition 0 is the 1,000th record there.
+    assert_eq!(report.translated_offsets[&group], BTreeMap::from([(0, 1000)]));
 
     let (b, s, t) = (stack.kafka.clone(), source.clone(), target.clone());
     let (original, restored) =

@@ -95,12 +95,15 @@ pub async fn start(
 ) -> Result<Manifest, Error> {
     let BackupRequest { id, cluster, topic, compression, max_messages } = req.clone();
     let (config, timeout, t) = (ep.config(), ep.client.timeout, topic.clone());
-    let marks = tokio::task::spawn_blocking(move || {
+    let (marks, consumer_offsets) = tokio::task::spawn_blocking(move || {
         let c: BaseConsumer = config.create().map_err(kafka("client"))?;
-        watermarks(&c, &t, timeout)
+        let marks = watermarks(&c, &t, timeout)?;
+        let offsets = committed(&config, &c, &t, marks.keys().copied().collect(), timeout)?;
+        Ok::<_, Error>((marks, offsets))
     })
     .await
     .map_err(|e| Error::Task(e.to_string()))??;
+    let topic_configs = topic_configs(ep, &topic).await?;
     let share = max_messages.map(|m| i64::try_from(m.div_ceil(marks.len().max(1) as u64)).unwrap_or(i64::MAX));
     let partitions = marks
         .into_iter()
@@ -116,12 +119,71 @@ pub async fn start(
         created_at: now,
         completed_at: None,
         compression,
-        topic_configs: BTreeMap::new(),
-        consumer_offsets: BTreeMap::new(),
+        topic_configs,
+        consumer_offsets,
         partitions,
     };
     m.save(storage)?;
     Ok(m)
+}
+
+/// Committed offsets of every consumer group on `topic`'s partitions (groups with none left out).
+fn committed(
+    config: &ClientConfig,
+    c: &BaseConsumer,
+    topic: &str,
+    partitions: Vec<i32>,
+    timeout: Duration,
+) -> Result<BTreeMap<String, BTreeMap<i32, i64>>, Error> {
+    let groups = c.fetch_group_list(None, timeout).map_err(kafka("list groups"))?;
+    let mut out = BTreeMap::new();
+    for g in groups.groups() {
+        let mut tpl = TopicPartitionList::new();
+        for p in &partitions {
+            tpl.add_partition(topic, *p);
+        }
+        let member: BaseConsumer = config
+            .clone()
+            .set("group.id", g.name())
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(kafka("group client"))?;
+        let got = member.committed_offsets(tpl, timeout).map_err(kafka("committed offsets"))?;
+        let offsets: BTreeMap<i32, i64> = got
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect();
+        if !offsets.is_empty() {
+            out.insert(g.name().to_owned(), offsets);
+        }
+    }
+    Ok(out)
+}
+
+/// The topic's configuration entries that are not broker defaults.
+async fn topic_configs(ep: &Endpoint, topic: &str) -> Result<BTreeMap<String, String>, Error> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ep.config().create().map_err(kafka("admin"))?;
+    let opts = AdminOptions::new().request_timeout(Some(ep.client.timeout));
+    let results =
+        admin.describe_configs(&[ResourceSpecifier::Topic(topic)], &opts).await.map_err(kafka("describe configs"))?;
+    let mut out = BTreeMap::new();
+    for r in results {
+        let resource = r.map_err(|code| Error::Kafka {
+            what: "topic configs".into(),
+            source: rdkafka::error::KafkaError::AdminOp(code),
+        })?;
+        for e in resource.entries.iter().filter(|e| !e.is_default && !e.is_sensitive) {
+            if let Some(v) = &e.value {
+                out.insert(e.name.clone(), v.clone());
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
