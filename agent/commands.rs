@@ -255,3 +255,47 @@ pub async fn backup(command: BackupCommand) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// `CLUSTER/TOPIC`: a cluster of the config file, or host:port.
+fn place(spec: &str, config: Option<&std::path::Path>) -> anyhow::Result<(autopilot::backup::kafka::Endpoint, String)> {
+    let (cluster, topic) = spec.rsplit_once('/').with_context(|| format!("{spec:?} is not CLUSTER/TOPIC"))?;
+    let target = if cluster.contains(':') {
+        Target { config: None, cluster: None, bootstrap: Some(cluster.to_owned()) }
+    } else {
+        let config = config.with_context(|| format!("{spec:?}: a cluster name needs --config"))?;
+        Target { config: Some(config.to_owned()), cluster: Some(cluster.to_owned()), bootstrap: None }
+    };
+    Ok((endpoint(&target)?.1, topic.to_owned()))
+}
+
+pub async fn migrate(
+    from: &str,
+    to: &str,
+    config: Option<&std::path::Path>,
+    idle: Duration,
+    id: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    use autopilot::backup::{migrate, FsStorage, Storage};
+    let (src, source_topic) = place(from, config)?;
+    let (dst, target_topic) = place(to, config)?;
+    let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(dir));
+    let m = migrate::run(&src, &dst, storage, id, &source_topic, &target_topic, idle).await?;
+    let copied = migrate::fingerprint(&dst, &target_topic, Duration::from_secs(2)).await?;
+    let mut ok = true;
+    for (p, state) in &m.partitions {
+        let there = copied.get(p).copied().unwrap_or_default();
+        let same = there == (state.records, state.checksum);
+        ok &= same;
+        let verdict = if same { "verified" } else { "MISMATCH" };
+        println!(
+            "  partition {p}: {} records, checksum {:#010x}: {verdict} (target {} records, {:#010x})",
+            state.records, state.checksum, there.0, there.1
+        );
+    }
+    println!(
+        "migration {id}: {} records copied from {from} to {to}",
+        m.partitions.values().map(|p| p.records).sum::<u64>()
+    );
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

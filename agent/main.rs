@@ -129,6 +129,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy a topic to another topic or cluster, verified per partition; resumable by id.
+    Migrate {
+        /// Source: CLUSTER/TOPIC, where CLUSTER is a name in --config or host:port.
+        #[arg(long)]
+        from: String,
+        /// Target: CLUSTER/TOPIC (the topic must exist with at least as many partitions).
+        #[arg(long)]
+        to: String,
+        #[arg(long, env = "AUTOPILOT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Stop once no new record has arrived for this long on each partition.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+        idle: Duration,
+        /// Checkpoint id; the same id resumes an interrupted migration.
+        #[arg(long, default_value = "migration")]
+        id: String,
+        /// Where checkpoints are kept.
+        #[arg(long, default_value = "backups")]
+        dir: PathBuf,
+    },
     /// Back up topics, verify and restore backups (a directory of backups).
     Backup {
         #[command(subcommand)]
@@ -318,6 +338,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(commands::operations(&api, id.as_deref(), cluster.as_deref(), json))
         }
         Command::Backup { command } => runtime()?.block_on(commands::backup(command)),
+        Command::Migrate { from, to, config, idle, id, dir } => {
+            runtime()?.block_on(commands::migrate(&from, &to, config.as_deref(), idle, &id, &dir))
+        }
         Command::Policy { command: PolicyCommand::Test { dir, filter, json } } => {
             policy_test(&dir, filter.as_deref(), json)
         }

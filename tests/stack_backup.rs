@@ -289,3 +289,61 @@ async fn the_backup_commands_create_list_verify_and_restore() {
     let (ok, _, err) = autopilot(&["backup", "restore", "cli-1", "--bootstrap", k, "--to-topic", &copy, "--dir", d]);
     assert!(!ok && err.contains(&name), "{err}");
 }
+
+#[tokio::test]
+async fn migration_under_a_concurrent_producer_loses_nothing() {
+    use autopilot::backup::migrate;
+    let stack = Stack::get();
+    let (source, target) = (unique("events"), unique("events-migrated"));
+    create_topic(&stack.kafka, &source).await;
+    create_topic(&stack.kafka, &target).await;
+    let (b, s) = (stack.kafka.clone(), source.clone());
+    // The producer keeps writing while the migration runs.
+    let producing = tokio::task::spawn_blocking(move || produce(&b, &s, 12_000));
+    let ep = Endpoint {
+        bootstrap: vec![stack.kafka.clone()],
+        client: KafkaClientConfig { timeout: Duration::from_secs(10), properties: Default::default() },
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(dir.path()));
+    let m = migrate::run(&ep, &ep, storage.clone(), "m1", &source, &target, Duration::from_secs(3)).await.unwrap();
+    producing.await.unwrap();
+    assert_eq!(m.partitions.values().map(|p| p.records).sum::<u64>(), 12_000, "{m:?}");
+    assert_eq!(migrate::load(storage.as_ref(), "m1").unwrap(), m, "checkpoint saved");
+    let src = migrate::fingerprint(&ep, &source, Duration::from_secs(1)).await.unwrap();
+    let dst = migrate::fingerprint(&ep, &target, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(dst, src, "every partition: same count and rolling checksum");
+    for (p, state) in &m.partitions {
+        assert_eq!((state.records, state.checksum), src[p], "the copy's own tally of partition {p}");
+    }
+}
+
+#[tokio::test]
+async fn the_migrate_command_copies_and_verifies_each_partition() {
+    let stack = Stack::get();
+    let (source, target) = (unique("clicks"), unique("clicks-copy"));
+    create_topic(&stack.kafka, &source).await;
+    create_topic(&stack.kafka, &target).await;
+    let (b, s) = (stack.kafka.clone(), source.clone());
+    tokio::task::spawn_blocking(move || produce(&b, &s, 300)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (from, to) = (format!("{}/{source}", stack.kafka), format!("{}/{target}", stack.kafka));
+    let (ok, out, err) = autopilot(&[
+        "migrate",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--idle",
+        "2s",
+        "--id",
+        "cli-m",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.matches(": verified").count(), PARTITIONS as usize, "{out}");
+    assert!(out.contains("migration cli-m: 300 records copied"), "{out}");
+    let (ok, _, err) = autopilot(&["migrate", "--from", "nope/x", "--to", &to]);
+    assert!(!ok && err.contains("a cluster name needs --config"), "{err}");
+}

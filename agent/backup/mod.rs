@@ -5,6 +5,7 @@
 pub mod format;
 pub mod kafka;
 pub mod manifest;
+pub mod migrate;
 pub mod storage;
 
 pub use format::{Compression, Record, SegmentReader, SegmentSummary, SegmentWriter};
