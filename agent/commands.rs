@@ -299,3 +299,34 @@ pub async fn migrate(
     );
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
+
+pub async fn drain(
+    target: &Target,
+    group: &str,
+    max_lag: u64,
+    timeout: Duration,
+    every: Duration,
+) -> anyhow::Result<ExitCode> {
+    use autopilot::backup::drain::{self, Outcome};
+    let (_, ep) = endpoint(target)?;
+    let first = std::sync::Mutex::new(None::<u64>);
+    let progress = |l: &drain::Lag| {
+        let mut f = first.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let start = *f.get_or_insert(l.total);
+        let done = if start == 0 { 100.0 } else { 100.0 * (start.saturating_sub(l.total)) as f64 / start as f64 };
+        println!("  {group}: lag {} ({done:.0}% drained since the start, target {max_lag})", l.total);
+    };
+    match drain::watch(&ep, group, max_lag, timeout, every, &progress).await? {
+        Outcome::Drained { lag, after_ms } => {
+            println!("group {group} drained: lag {lag} <= {max_lag} after {:.1}s", after_ms as f64 / 1000.0);
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::TimedOut { lag, started_with } => {
+            println!(
+                "group {group} not drained after {}: lag {lag} (was {started_with}), target {max_lag}",
+                humantime::format_duration(timeout)
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -149,6 +149,20 @@ enum Command {
         #[arg(long, default_value = "backups")]
         dir: PathBuf,
     },
+    /// Watch a consumer group drain: until its lag is at most --max-lag, or --timeout passes.
+    Drain {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        group: String,
+        #[arg(long, default_value_t = 0)]
+        max_lag: u64,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "300s")]
+        timeout: Duration,
+        /// Time between two readings of the lag.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+        every: Duration,
+    },
     /// Back up topics, verify and restore backups (a directory of backups).
     Backup {
         #[command(subcommand)]
@@ -338,6 +352,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(commands::operations(&api, id.as_deref(), cluster.as_deref(), json))
         }
         Command::Backup { command } => runtime()?.block_on(commands::backup(command)),
+        Command::Drain { target, group, max_lag, timeout, every } => {
+            runtime()?.block_on(commands::drain(&target, &group, max_lag, timeout, every))
+        }
         Command::Migrate { from, to, config, idle, id, dir } => {
             runtime()?.block_on(commands::migrate(&from, &to, config.as_deref(), idle, &id, &dir))
         }

@@ -347,3 +347,77 @@ async fn the_migrate_command_copies_and_verifies_each_partition() {
     let (ok, _, err) = autopilot(&["migrate", "--from", "nope/x", "--to", &to]);
     assert!(!ok && err.contains("a cluster name needs --config"), "{err}");
 }
+
+fn commit_at(bootstrap: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in offsets {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*o)).unwrap();
+    }
+    c.commit(&tpl, rdkafka::consumer::CommitMode::Sync).unwrap();
+}
+
+#[tokio::test]
+async fn a_drain_watch_ends_drained_or_timed_out() {
+    use autopilot::backup::drain::{self, Outcome};
+    let stack = Stack::get();
+    let topic = unique("jobs");
+    create_topic(&stack.kafka, &topic).await;
+    let (b, t) = (stack.kafka.clone(), topic.clone());
+    tokio::task::spawn_blocking(move || produce(&b, &t, 600)).await.unwrap();
+    let group = unique("workers");
+    // 100 records per partition; the group has read 20 of each: lag 480.
+    let all: Vec<(i32, i64)> = (0..PARTITIONS).map(|p| (p, 20)).collect();
+    commit_at(&stack.kafka, &group, &topic, &all);
+    let ep = Endpoint {
+        bootstrap: vec![stack.kafka.clone()],
+        client: KafkaClientConfig { timeout: Duration::from_secs(10), properties: Default::default() },
+    };
+    let (e2, g2) = (ep.clone(), group.clone());
+    assert_eq!(tokio::task::spawn_blocking(move || drain::lag(&e2, &g2)).await.unwrap().unwrap().total, 480);
+
+    let stuck =
+        drain::watch(&ep, &group, 50, Duration::from_secs(2), Duration::from_millis(500), &|_| {}).await.unwrap();
+    assert_eq!(stuck, Outcome::TimedOut { lag: 480, started_with: 480 });
+
+    // The consumers catch up while the watch runs.
+    let (b, g, t) = (stack.kafka.clone(), group.clone(), topic.clone());
+    let catching_up = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let near: Vec<(i32, i64)> = (0..PARTITIONS).map(|p| (p, 95)).collect();
+        tokio::task::spawn_blocking(move || commit_at(&b, &g, &t, &near)).await.unwrap();
+    });
+    let seen = std::sync::Mutex::new(Vec::new());
+    let outcome = drain::watch(&ep, &group, 50, Duration::from_secs(30), Duration::from_millis(300), &|l| {
+        seen.lock().unwrap().push(l.total);
+    })
+    .await
+    .unwrap();
+    catching_up.await.unwrap();
+    assert!(matches!(outcome, Outcome::Drained { lag: 30, .. }), "{outcome:?}");
+    let seen = seen.into_inner().unwrap();
+    assert_eq!((seen.first(), seen.last()), (Some(&480), Some(&30)), "progress reported: {seen:?}");
+
+    let (ok, out, err) =
+        autopilot(&["drain", "--bootstrap", &stack.kafka, "--group", &group, "--max-lag", "30", "--timeout", "5s"]);
+    assert!(ok && out.contains(&format!("group {group} drained: lag 30 <= 30")), "{out}{err}");
+    let (ok, out, _) = autopilot(&[
+        "drain",
+        "--bootstrap",
+        &stack.kafka,
+        "--group",
+        &group,
+        "--max-lag",
+        "0",
+        "--timeout",
+        "1s",
+        "--every",
+        "300ms",
+    ]);
+    assert!(!ok && out.contains("not drained after 1s: lag 30 (was 30), target 0"), "{out}");
+}

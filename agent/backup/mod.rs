@@ -2,6 +2,7 @@
 //! batches, described by a manifest) and where backups live. This part is pure data handling
 //! and file I/O; reading from and writing to Kafka builds on it (issue #6, in progress).
 
+pub mod drain;
 pub mod format;
 pub mod kafka;
 pub mod manifest;
