@@ -430,9 +430,15 @@ fn replacements(s: &Snapshot, from: i32, partitions: &[TopicPartition]) -> Resul
 /// Fewest brokers the topics allow: every replica on its own broker, and one broker to spare
 /// above `min.insync.replicas` so that losing a broker keeps producers writing.
 pub fn broker_floor(s: &Snapshot) -> u32 {
+    let (rf, min_isr) = replication_needs(s);
+    rf.max(min_isr + 1).max(1)
+}
+
+/// The largest replication factor and `min.insync.replicas` of the cluster's topics.
+fn replication_needs(s: &Snapshot) -> (u32, u32) {
     let rf = s.topics.iter().map(|t| t.replication_factor).max().unwrap_or(1);
     let min_isr = s.topics.iter().map(|t| t.min_insync_replicas).max().unwrap_or(0);
-    rf.max(min_isr + 1).max(1)
+    (rf, min_isr)
 }
 
 /// Whether the cluster may be scaled to `to` brokers now; the current size, or why not.
@@ -451,8 +457,7 @@ pub fn validate_scale(s: &Snapshot, to: u32) -> Result<u32, String> {
     }
     let floor = broker_floor(s);
     if to < floor {
-        let rf = s.topics.iter().map(|t| t.replication_factor).max().unwrap_or(1);
-        let min_isr = s.topics.iter().map(|t| t.min_insync_replicas).max().unwrap_or(0);
+        let (rf, min_isr) = replication_needs(s);
         return Err(format!(
             "{to} brokers is below the minimum of {floor} (replication factor {rf}, min.insync.replicas {min_isr} plus one spare)"
         ));

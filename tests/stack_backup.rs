@@ -19,33 +19,25 @@ use autopilot::backup::kafka::{self, BackupRequest, Endpoint};
 use autopilot::backup::{Compression, FsStorage, Manifest, Storage};
 use autopilot::config::KafkaClientConfig;
 use autopilot::time::Timestamp;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
+use support::kafka::{create_topic, unique};
 use support::stack::Stack;
 
 const PARTITIONS: i32 = 6;
 const RECORDS: usize = 100_000;
+const TOPIC_CONFIGS: &[(&str, &str)] = &[("retention.ms", "7200000")];
 
 type Seen = (Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>, i64);
 
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), Timestamp::now().as_millis() % 1_000_000)
-}
-
-async fn create_topic(bootstrap: &str, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
-    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1)).set("retention.ms", "7200000");
-    let r =
-        admin.create_topics(&[new], &AdminOptions::new().request_timeout(Some(Duration::from_secs(10)))).await.unwrap();
-    r.into_iter().for_each(|x| {
-        x.unwrap();
-    });
+fn endpoint(stack: &Stack) -> Endpoint {
+    Endpoint {
+        bootstrap: vec![stack.kafka.clone()],
+        client: KafkaClientConfig { timeout: Duration::from_secs(10), properties: Default::default() },
+    }
 }
 
 fn produce(bootstrap: &str, topic: &str, records: usize) {
@@ -128,7 +120,7 @@ async fn a_backup_restores_record_for_record_and_damage_is_refused() {
     let stack = Stack::get();
     let (source, target, untouched) = (unique("orders"), unique("orders-restored"), unique("orders-refused"));
     for t in [&source, &target, &untouched] {
-        create_topic(&stack.kafka, t).await;
+        create_topic(&stack.kafka, t, PARTITIONS, TOPIC_CONFIGS).await;
     }
     let (b, s) = (stack.kafka.clone(), source.clone());
     let group = unique("billing");
@@ -149,10 +141,7 @@ async fn a_backup_restores_record_for_record_and_damage_is_refused() {
     .await
     .unwrap();
 
-    let ep = Endpoint {
-        bootstrap: vec![stack.kafka.clone()],
-        client: KafkaClientConfig { timeout: Duration::from_secs(10), properties: Default::default() },
-    };
+    let ep = endpoint(&stack);
     let dir = tempfile::tempdir().unwrap();
     let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(dir.path()));
     let req = BackupRequest {
@@ -234,8 +223,8 @@ fn autopilot(args: &[&str]) -> (bool, String, String) {
 async fn the_backup_commands_create_list_verify_and_restore() {
     let stack = Stack::get();
     let (topic, copy) = (unique("payments"), unique("payments-copy"));
-    create_topic(&stack.kafka, &topic).await;
-    create_topic(&stack.kafka, &copy).await;
+    create_topic(&stack.kafka, &topic, PARTITIONS, TOPIC_CONFIGS).await;
+    create_topic(&stack.kafka, &copy, PARTITIONS, TOPIC_CONFIGS).await;
     let (b, t) = (stack.kafka.clone(), topic.clone());
     tokio::task::spawn_blocking(move || produce(&b, &t, 600)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -295,15 +284,12 @@ async fn migration_under_a_concurrent_producer_loses_nothing() {
     use autopilot::backup::migrate;
     let stack = Stack::get();
     let (source, target) = (unique("events"), unique("events-migrated"));
-    create_topic(&stack.kafka, &source).await;
-    create_topic(&stack.kafka, &target).await;
+    create_topic(&stack.kafka, &source, PARTITIONS, TOPIC_CONFIGS).await;
+    create_topic(&stack.kafka, &target, PARTITIONS, TOPIC_CONFIGS).await;
     let (b, s) = (stack.kafka.clone(), source.clone());
     // The producer keeps writing while the migration runs.
     let producing = tokio::task::spawn_blocking(move || produce(&b, &s, 12_000));
-    let ep = Endpoint {
-        bootstrap: vec![stack.kafka.clone()],
-        client: KafkaClientConfig { timeout: Duration::from_secs(10), properties: Default::default() },
-    };
+    let ep = endpoint(&stack);
     let dir = tempfile::tempdir().unwrap();
     let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(dir.path()));
     let m = migrate::run(&ep, &ep, storage.clone(), "m1", &source, &target, Duration::from_secs(3)).await.unwrap();
@@ -322,8 +308,8 @@ async fn migration_under_a_concurrent_producer_loses_nothing() {
 async fn the_migrate_command_copies_and_verifies_each_partition() {
     let stack = Stack::get();
     let (source, target) = (unique("clicks"), unique("clicks-copy"));
-    create_topic(&stack.kafka, &source).await;
-    create_topic(&stack.kafka, &target).await;
+    create_topic(&stack.kafka, &source, PARTITIONS, TOPIC_CONFIGS).await;
+    create_topic(&stack.kafka, &target, PARTITIONS, TOPIC_CONFIGS).await;
     let (b, s) = (stack.kafka.clone(), source.clone());
     tokio::task::spawn_blocking(move || produce(&b, &s, 300)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -367,17 +353,14 @@ async fn a_drain_watch_ends_drained_or_timed_out() {
     use autopilot::backup::drain::{self, Outcome};
     let stack = Stack::get();
     let topic = unique("jobs");
-    create_topic(&stack.kafka, &topic).await;
+    create_topic(&stack.kafka, &topic, PARTITIONS, TOPIC_CONFIGS).await;
     let (b, t) = (stack.kafka.clone(), topic.clone());
     tokio::task::spawn_blocking(move || produce(&b, &t, 600)).await.unwrap();
     let group = unique("workers");
     // 100 records per partition; the group has read 20 of each: lag 480.
     let all: Vec<(i32, i64)> = (0..PARTITIONS).map(|p| (p, 20)).collect();
     commit_at(&stack.kafka, &group, &topic, &all);
-    let ep = Endpoint {
-        bootstrap: vec![stack.kafka.clone()],
-        client: KafkaClientConfig { timeout: Duration::from_secs(10), properties: Default::default() },
-    };
+    let ep = endpoint(&stack);
     let (e2, g2) = (ep.clone(), group.clone());
     assert_eq!(tokio::task::spawn_blocking(move || drain::lag(&e2, &g2)).await.unwrap().unwrap().total, 480);
 

@@ -20,33 +20,17 @@ use autopilot::config::{KafkaClientConfig, Limits};
 use autopilot::events::Events;
 use autopilot::policy::PolicySet;
 use autopilot::time::Timestamp;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
+use support::kafka::{create_topic, unique};
 use support::stack::Stack;
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), Timestamp::now().as_millis() % 1_000_000)
-}
 
 fn adapter(bootstrap: &str, timeout: Duration) -> KafkaCluster {
     KafkaCluster::new(&[bootstrap.to_owned()], &KafkaClientConfig { timeout, properties: Default::default() }).unwrap()
-}
-
-async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
-        .set("min.insync.replicas", "1")
-        .set("retention.ms", "3600000");
-    let r =
-        admin.create_topics(&[new], &AdminOptions::new().request_timeout(Some(Duration::from_secs(10)))).await.unwrap();
-    r.into_iter().for_each(|x| {
-        x.unwrap();
-    });
 }
 
 /// Produce `n` records to partition 0, one record per batch (tansu's watermarks are right then).
@@ -82,7 +66,7 @@ async fn describes_brokers_topics_configs_and_group_lag() {
     let stack = Stack::get();
     let topic = unique("orders");
     let group = unique("billing");
-    create_topic(&stack.kafka, &topic, 3).await;
+    create_topic(&stack.kafka, &topic, 3, &[("min.insync.replicas", "1"), ("retention.ms", "3600000")]).await;
     let (b, t, g) = (stack.kafka.clone(), topic.clone(), group.clone());
     tokio::task::spawn_blocking(move || {
         produce(&b, &t, 10);
@@ -123,7 +107,7 @@ async fn describe_cluster_answers_without_racks() {
 async fn throttles_go_through_incremental_alter_configs() {
     let stack = Stack::get();
     let topic = unique("throttled");
-    create_topic(&stack.kafka, &topic, 1).await;
+    create_topic(&stack.kafka, &topic, 1, &[("min.insync.replicas", "1"), ("retention.ms", "3600000")]).await;
     let k = adapter(&stack.kafka, Duration::from_secs(10));
     match k.set_replication_throttle(Some(10 << 20), std::slice::from_ref(&topic)).await {
         Ok(()) => {}

@@ -9,7 +9,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use super::kafka::{Endpoint, Error};
+use super::kafka::{kafka, Endpoint, Error};
 
 /// A group's lag now.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,20 +27,11 @@ pub enum Outcome {
     TimedOut { lag: u64, started_with: u64 },
 }
 
-fn kafka(what: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
-    move |source| Error::Kafka { what: what.to_owned(), source }
-}
-
 /// The lag of `group` on every partition of every topic it has committed offsets on.
 pub fn lag(ep: &Endpoint, group: &str) -> Result<Lag, Error> {
-    let mut config = rdkafka::config::ClientConfig::new();
-    config.set("bootstrap.servers", ep.bootstrap.join(","));
-    for (k, v) in &ep.client.properties {
-        config.set(k, v);
-    }
     let timeout = ep.client.timeout;
     let c: BaseConsumer =
-        config.set("group.id", group).set("enable.auto.commit", "false").create().map_err(kafka("consumer"))?;
+        ep.config().set("group.id", group).set("enable.auto.commit", "false").create().map_err(kafka("consumer"))?;
     let meta = c.fetch_metadata(None, timeout).map_err(kafka("metadata"))?;
     let mut tpl = TopicPartitionList::new();
     for t in meta.topics().iter().filter(|t| !t.name().starts_with("__")) {

@@ -40,7 +40,8 @@ pub enum Error {
     Task(String),
 }
 
-fn kafka(what: &str) -> impl FnOnce(rdkafka::error::KafkaError) -> Error + '_ {
+/// Wrap a librdkafka error with what was being done.
+pub(super) fn kafka(what: &str) -> impl FnOnce(rdkafka::error::KafkaError) -> Error + '_ {
     move |source| Error::Kafka { what: what.to_owned(), source }
 }
 
@@ -52,7 +53,8 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn config(&self) -> ClientConfig {
+    /// A librdkafka client configuration for this cluster.
+    pub(super) fn config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", self.bootstrap.join(",")).set("client.id", "kafka-autopilot-backup");
         for (k, v) in &self.client.properties {
@@ -62,16 +64,26 @@ impl Endpoint {
     }
 }
 
-/// Partitions of `topic` and their (low, high) watermarks.
-fn watermarks(c: &BaseConsumer, topic: &str, timeout: Duration) -> Result<BTreeMap<i32, (i64, i64)>, Error> {
+/// The partitions of `topic`; an error when it does not exist.
+pub(super) fn partitions(c: &BaseConsumer, topic: &str, timeout: Duration) -> Result<Vec<i32>, Error> {
     let m = c.fetch_metadata(Some(topic), timeout).map_err(kafka("metadata"))?;
     let t = m.topics().iter().find(|t| t.name() == topic && !t.partitions().is_empty());
     let t = t.ok_or_else(|| Error::NoTopic { topic: topic.to_owned() })?;
+    Ok(t.partitions().iter().map(|p| p.id()).collect())
+}
+
+/// Partitions of `topic` and their (low, high) watermarks.
+fn watermarks(c: &BaseConsumer, topic: &str, timeout: Duration) -> Result<BTreeMap<i32, (i64, i64)>, Error> {
     let mut out = BTreeMap::new();
-    for p in t.partitions() {
-        out.insert(p.id(), c.fetch_watermarks(topic, p.id(), timeout).map_err(kafka("watermarks"))?);
+    for p in partitions(c, topic, timeout)? {
+        out.insert(p, c.fetch_watermarks(topic, p, timeout).map_err(kafka("watermarks"))?);
     }
     Ok(out)
+}
+
+/// A message's headers as (name, value) pairs, borrowed.
+pub(super) fn headers<'a>(m: &'a rdkafka::message::BorrowedMessage<'_>) -> Vec<(&'a str, Option<&'a [u8]>)> {
+    m.headers().map(|hs| hs.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default()
 }
 
 /// What to back up.
@@ -192,10 +204,7 @@ fn record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
         timestamp: m.timestamp().to_millis().unwrap_or(-1),
         key: m.key().map(<[u8]>::to_vec),
         value: m.payload().map(<[u8]>::to_vec),
-        headers: m
-            .headers()
-            .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect())
-            .unwrap_or_default(),
+        headers: headers(m).into_iter().map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec))).collect(),
     }
 }
 

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use super::kafka::{Endpoint, Error};
+use super::kafka::{headers, kafka, partitions, Endpoint, Error};
 use super::storage::Storage;
 
 /// Where one partition's copy stands.
@@ -82,20 +82,11 @@ pub fn load(storage: &dyn Storage, id: &str) -> Option<Migration> {
 }
 
 fn consumer(ep: &Endpoint, id: &str) -> Result<BaseConsumer, Error> {
-    ep_config(ep)
+    ep.config()
         .set("group.id", format!("kafka-autopilot-migrate-{id}"))
         .set("enable.auto.commit", "false")
         .create()
-        .map_err(|source| Error::Kafka { what: "consumer".into(), source })
-}
-
-fn ep_config(ep: &Endpoint) -> rdkafka::config::ClientConfig {
-    let mut c = rdkafka::config::ClientConfig::new();
-    c.set("bootstrap.servers", ep.bootstrap.join(","));
-    for (k, v) in &ep.client.properties {
-        c.set(k, v);
-    }
-    c
+        .map_err(kafka("consumer"))
 }
 
 /// Copy `source_topic` on `from` to `target_topic` on `to` until every partition has been idle
@@ -125,22 +116,9 @@ fn copy(
     target_topic: &str,
     idle: Duration,
 ) -> Result<Migration, Error> {
-    let kafka = |what: &str| {
-        let what = what.to_owned();
-        move |source| Error::Kafka { what, source }
-    };
     let timeout = from.client.timeout;
     let src = consumer(from, id)?;
-    let meta = src.fetch_metadata(Some(source_topic), timeout).map_err(kafka("metadata"))?;
-    let parts: Vec<i32> = meta
-        .topics()
-        .iter()
-        .find(|t| t.name() == source_topic)
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    if parts.is_empty() {
-        return Err(Error::NoTopic { topic: source_topic.to_owned() });
-    }
+    let parts = partitions(&src, source_topic, timeout)?;
     let mut m = load(storage, id).unwrap_or_else(|| Migration {
         id: id.to_owned(),
         source_topic: source_topic.to_owned(),
@@ -149,7 +127,7 @@ fn copy(
     });
     let probe = consumer(to, id)?;
     let producer: ThreadedProducer<DefaultProducerContext> =
-        ep_config(to).set("enable.idempotence", "true").set("acks", "all").create().map_err(kafka("producer"))?;
+        to.config().set("enable.idempotence", "true").set("acks", "all").create().map_err(kafka("producer"))?;
     for p in parts {
         let low = src.fetch_watermarks(source_topic, p, timeout).map_err(kafka("watermarks"))?.0;
         let mut state =
@@ -167,8 +145,7 @@ fn copy(
             match src.poll(Duration::from_millis(200)) {
                 Some(Ok(msg)) => {
                     last_seen = Instant::now();
-                    let headers: Vec<(&str, Option<&[u8]>)> =
-                        msg.headers().map(|hs| hs.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default();
+                    let headers = headers(&msg);
                     let ts = msg.timestamp().to_millis().unwrap_or(-1);
                     state.checksum = roll(state.checksum, msg.key(), msg.payload(), &headers, ts);
                     state.next_offset = msg.offset() + 1;
@@ -232,27 +209,16 @@ pub async fn fingerprint(ep: &Endpoint, topic: &str, idle: Duration) -> Result<B
     let (ep, topic) = (ep.clone(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         let c = consumer(&ep, &format!("verify-{}", std::process::id()))?;
-        let meta = c
-            .fetch_metadata(Some(&topic), ep.client.timeout)
-            .map_err(|source| Error::Kafka { what: "metadata".into(), source })?;
-        let parts: Vec<i32> = meta
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-            .unwrap_or_default();
         let mut out = BTreeMap::new();
-        for p in parts {
+        for p in partitions(&c, &topic, ep.client.timeout)? {
             let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&topic, p, Offset::Beginning)
-                .map_err(|source| Error::Kafka { what: "assign".into(), source })?;
-            c.assign(&tpl).map_err(|source| Error::Kafka { what: "assign".into(), source })?;
+            tpl.add_partition_offset(&topic, p, Offset::Beginning).map_err(kafka("assign"))?;
+            c.assign(&tpl).map_err(kafka("assign"))?;
             let (mut n, mut crc, mut last) = (0u64, 0u32, Instant::now());
             while last.elapsed() < idle {
                 if let Some(Ok(msg)) = c.poll(Duration::from_millis(200)) {
                     last = Instant::now();
-                    let headers: Vec<(&str, Option<&[u8]>)> =
-                        msg.headers().map(|hs| hs.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default();
+                    let headers = headers(&msg);
                     crc = roll(crc, msg.key(), msg.payload(), &headers, msg.timestamp().to_millis().unwrap_or(-1));
                     n += 1;
                 }

@@ -2,5 +2,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod agent;
+pub mod kafka;
 pub mod responder;
 pub mod stack;
