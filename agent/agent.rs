@@ -309,8 +309,12 @@ impl ClusterAgent {
     }
 
     fn report_sources(&self, obs: &collect::Observations, now: Timestamp) {
-        let sources: [(&str, Option<(&String, &String)>); 3] =
-            [("metrics", failed(&obs.metrics)), ("kafka", failed(&obs.kafka)), ("kube", failed(&obs.kube))];
+        let sources: [(&str, Option<(&String, &String)>); 4] = [
+            ("metrics", failed(&obs.metrics)),
+            ("kafka", failed(&obs.kafka)),
+            ("kube", failed(&obs.kube)),
+            ("backups", obs.backups.as_ref().and_then(failed)),
+        ];
         for (source, f) in sources {
             if let Some((category, message)) = f {
                 self.emit(
@@ -328,6 +332,12 @@ impl ClusterAgent {
                 metrics::gauge!(telemetry::DATA_AGE, &labels).set(age);
             }
             metrics::gauge!(telemetry::DATA_STALE, &labels).set(if f.stale { 1.0 } else { 0.0 });
+        }
+        for (topic, t) in s.backups.as_ref().map(|b| &b.topics).into_iter().flatten() {
+            if let Some(at) = t.last_completed_at {
+                let labels = [("cluster", self.name.clone()), ("topic", topic.clone())];
+                metrics::gauge!(telemetry::BACKUP_LAST_SUCCESS, &labels).set(at.as_millis() as f64 / 1000.0);
+            }
         }
     }
 }

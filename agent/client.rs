@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::http::Accepted;
+use crate::backup::jobs::Job;
+use crate::http::{Accepted, JobAccepted};
 use crate::operations::OperationRecord;
 
 /// Why a call to the agent failed.
@@ -22,12 +23,41 @@ pub enum Error {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// Bearer token (`AUTOPILOT_TOKEN`), when the API requires one.
+    token: Option<String>,
 }
 
 impl Client {
+    /// A client of the API at `base`, authenticating with `AUTOPILOT_TOKEN` when it is set.
     pub fn new(base: &str) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap_or_default();
-        Self { base: base.trim_end_matches('/').to_owned(), http }
+        let token = std::env::var("AUTOPILOT_TOKEN").ok().filter(|t| !t.trim().is_empty());
+        Self { base: base.trim_end_matches('/').to_owned(), http, token }
+    }
+
+    fn authed(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => r.bearer_auth(t.trim()),
+            None => r,
+        }
+    }
+
+    /// Submit a job: `path` under `/api/v1/`, such as `clusters/c/backups`.
+    pub async fn submit(&self, path: &str, body: &serde_json::Value) -> Result<JobAccepted, Error> {
+        let url = format!("{}/api/v1/{path}", self.base);
+        self.answer(url.clone(), self.http.post(&url).json(body)).await
+    }
+
+    /// One job.
+    pub async fn job(&self, id: &str) -> Result<Job, Error> {
+        let url = format!("{}/api/v1/jobs/{id}", self.base);
+        self.answer(url.clone(), self.http.get(&url)).await
+    }
+
+    /// Every job the agent remembers.
+    pub async fn jobs(&self) -> Result<Vec<Job>, Error> {
+        let url = format!("{}/api/v1/jobs", self.base);
+        self.answer(url.clone(), self.http.get(&url)).await
     }
 
     async fn answer<T: serde::de::DeserializeOwned>(
@@ -35,7 +65,7 @@ impl Client {
         url: String,
         r: reqwest::RequestBuilder,
     ) -> Result<T, Error> {
-        let response = r.send().await.map_err(|source| Error::Unreachable { url: url.clone(), source })?;
+        let response = self.authed(r).send().await.map_err(|source| Error::Unreachable { url: url.clone(), source })?;
         let status = response.status();
         if !status.is_success() {
             let body: serde_json::Value = response.json().await.unwrap_or_default();

@@ -178,6 +178,20 @@ impl<T> Sourced<T> {
     }
 }
 
+/// One backup in a cluster's backup catalog.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackupEntry {
+    pub id: String,
+    pub topic: String,
+    pub created_at: Timestamp,
+    /// None while the backup is running or was interrupted.
+    pub completed_at: Option<Timestamp>,
+    /// A job is writing it now.
+    pub running: bool,
+    pub records: u64,
+    pub stored_bytes: u64,
+}
+
 /// Everything read about one cluster in one tick.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Observations {
@@ -185,6 +199,8 @@ pub struct Observations {
     pub metrics: Sourced<MetricsObservation>,
     pub kafka: Sourced<KafkaObservation>,
     pub kube: Sourced<KubeObservation>,
+    /// The backup catalog; none when the cluster has no backup storage.
+    pub backups: Option<Sourced<Vec<BackupEntry>>>,
 }
 
 fn sourced<T>(at: Timestamp, result: Result<T, crate::backend::Error>) -> Sourced<T> {
@@ -195,14 +211,25 @@ fn sourced<T>(at: Timestamp, result: Result<T, crate::backend::Error>) -> Source
     }
 }
 
-/// Read all three sources of a cluster concurrently.
+/// Read all sources of a cluster concurrently.
 pub async fn collect(cluster: &str, backends: &Backends, window: Duration, now: Timestamp) -> Observations {
-    let (metrics, kafka, kube) =
-        tokio::join!(backends.metrics.collect(window, now), backends.kafka.describe(), backends.kube.observe(),);
+    let catalog = async {
+        match &backends.backups {
+            Some(b) => Some(b.catalog().await),
+            None => None,
+        }
+    };
+    let (metrics, kafka, kube, backups) = tokio::join!(
+        backends.metrics.collect(window, now),
+        backends.kafka.describe(),
+        backends.kube.observe(),
+        catalog
+    );
     Observations {
         cluster: cluster.to_owned(),
         metrics: sourced(now, metrics),
         kafka: sourced(now, kafka),
         kube: sourced(now, kube),
+        backups: backups.map(|b| sourced(now, b)),
     }
 }

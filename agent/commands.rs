@@ -140,6 +140,112 @@ pub async fn operations(api: &str, id: Option<&str>, cluster: Option<&str>, json
     Ok(ExitCode::SUCCESS)
 }
 
+/// Progress of a long command: a bar on a terminal (stderr), a line at most every 2 s otherwise.
+pub struct Bar {
+    bar: Option<indicatif::ProgressBar>,
+    label: String,
+    last_line: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Bar {
+    pub fn new(label: &str, total: Option<u64>) -> Arc<Self> {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = total.map_or_else(indicatif::ProgressBar::new_spinner, indicatif::ProgressBar::new);
+            let style = indicatif::ProgressStyle::with_template(
+                "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} records ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            b.set_style(style);
+            b.set_message(label.to_owned());
+            b
+        });
+        Arc::new(Self { bar, label: label.to_owned(), last_line: std::sync::Mutex::new(None) })
+    }
+
+    /// `done` of `total` records.
+    pub fn set(&self, done: u64, total: Option<u64>) {
+        if let Some(b) = &self.bar {
+            if let Some(t) = total {
+                b.set_length(t);
+            }
+            b.set_position(done);
+            return;
+        }
+        let mut last = self.last_line.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+            *last = Some(std::time::Instant::now());
+            match total {
+                Some(t) => println!("  {}: {done} of {t} records", self.label),
+                None => println!("  {}: {done} records", self.label),
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Submit a job to the agent's API and follow it to its end with a progress bar.
+pub async fn submit_and_follow(api: &str, path: &str, body: &serde_json::Value) -> anyhow::Result<ExitCode> {
+    let client = Client::new(api);
+    let accepted = client.submit(path, body).await?;
+    println!("accepted: job {} ({api}{})", accepted.job, accepted.status_url);
+    follow(&client, &accepted.job).await
+}
+
+async fn follow(client: &Client, id: &str) -> anyhow::Result<ExitCode> {
+    use autopilot::backup::jobs::JobStatus;
+    let mut bar = None;
+    loop {
+        let j = client.job(id).await?;
+        let b = bar.get_or_insert_with(|| Bar::new(&j.id, j.total));
+        b.set(j.done, j.total);
+        if j.finished() {
+            b.finish();
+            show_job(&j);
+            return Ok(if j.status == JobStatus::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn show_job(j: &autopilot::backup::jobs::Job) {
+    let status = serde_json::to_value(j.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let total = j.total.map_or_else(String::new, |t| format!(" of {t}"));
+    println!(
+        "{}  {}  {}  {status}  {}{total}  {}",
+        j.id,
+        j.spec.kind(),
+        j.spec.cluster(),
+        j.done,
+        j.message.as_deref().unwrap_or("")
+    );
+}
+
+/// `autopilot jobs [ID]`: list the agent's jobs, or follow one to its end.
+pub async fn jobs(api: &str, id: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let client = Client::new(api);
+    if let Some(id) = id {
+        if json {
+            println!("{}", serde_json::to_string(&client.job(id).await?)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        return follow(&client, id).await;
+    }
+    for j in client.jobs().await? {
+        if json {
+            println!("{}", serde_json::to_string(&j)?);
+        } else {
+            show_job(&j);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn endpoint(t: &Target) -> anyhow::Result<(String, autopilot::backup::kafka::Endpoint)> {
     use autopilot::backup::kafka::Endpoint;
     use autopilot::config::KafkaClientConfig;
@@ -166,19 +272,30 @@ pub async fn backup(command: BackupCommand) -> anyhow::Result<ExitCode> {
     use autopilot::backup::kafka::{self as bk, BackupRequest};
     use autopilot::backup::{Compression, FsStorage, Manifest, Storage};
     let storage = |dir: &PathBuf| -> Arc<dyn Storage> { Arc::new(FsStorage::new(dir.clone())) };
+    let codec = |c: Codec| match c {
+        Codec::None => Compression::None,
+        Codec::Gzip => Compression::Gzip,
+        Codec::Snappy => Compression::Snappy,
+        Codec::Lz4 => Compression::Lz4,
+        Codec::Zstd => Compression::Zstd,
+    };
     match command {
-        BackupCommand::Create { target, topic, compression, max_messages, id, dir } => {
+        BackupCommand::Create { target, topic, compression, max_messages, api: Some(api), .. } => {
+            let body =
+                serde_json::json!({"topic": topic, "compression": codec(compression), "max_messages": max_messages});
+            let path = format!("clusters/{}/backups", target.cluster.unwrap_or_default());
+            submit_and_follow(&api, &path, &body).await
+        }
+        BackupCommand::Restore { id, target, to_topic, dry_run, api: Some(api), .. } => {
+            let body = serde_json::json!({"to_topic": to_topic, "cluster": target.cluster, "dry_run": dry_run});
+            submit_and_follow(&api, &format!("backups/{id}/restore"), &body).await
+        }
+        BackupCommand::Create { target, topic, compression, max_messages, id, dir, api: None } => {
             let (cluster, ep) = endpoint(&target)?;
             let s = storage(&dir);
             let now = autopilot::time::Timestamp::now();
             let id = id.unwrap_or_else(|| format!("{cluster}-{topic}-{}", now.as_millis() / 1000));
-            let compression = match compression {
-                Codec::None => Compression::None,
-                Codec::Gzip => Compression::Gzip,
-                Codec::Snappy => Compression::Snappy,
-                Codec::Lz4 => Compression::Lz4,
-                Codec::Zstd => Compression::Zstd,
-            };
+            let compression = codec(compression);
             let m = match Manifest::load(s.as_ref(), &id) {
                 Ok(m) if m.completed_at.is_some() => bail!("backup {id} is already complete"),
                 Ok(m) => {
@@ -192,11 +309,18 @@ pub async fn backup(command: BackupCommand) -> anyhow::Result<ExitCode> {
             };
             let total: u64 =
                 m.partitions.values().map(|p| u64::try_from(p.end_offset - p.start_offset).unwrap_or(0)).sum();
+            let bar = Bar::new(&format!("backup {id}"), Some(total));
+            let per_partition = std::sync::Mutex::new(std::collections::BTreeMap::new());
+            let shown = Arc::clone(&bar);
             let progress = Arc::new(move |p: i32, n: u64| {
-                println!("  partition {p}: {n} records stored (of about {total} in all)")
+                let mut d = per_partition.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                d.insert(p, n);
+                shown.set(d.values().sum(), Some(total));
             });
             let started = std::time::Instant::now();
-            let m = bk::run(&ep, s, m, Duration::from_secs(30), progress).await?;
+            let m = bk::run(&ep, s, m, Duration::from_secs(30), progress).await;
+            bar.finish();
+            let m = m?;
             let records: u64 = m.partitions.values().map(|p| p.records()).sum();
             let (raw, stored): (u64, u64) = m
                 .partitions
@@ -238,11 +362,17 @@ pub async fn backup(command: BackupCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        BackupCommand::Restore { id, target, to_topic, dry_run, dir } => {
+        BackupCommand::Restore { id, target, to_topic, dry_run, dir, api: None } => {
             let (_, ep) = endpoint(&target)?;
             let s = storage(&dir);
             let m = Manifest::load(s.as_ref(), &id)?;
-            let report = bk::restore(&ep, s, &m, &to_topic, dry_run).await?;
+            let total = m.partitions.values().map(|p| p.records()).sum();
+            let bar = Bar::new(&format!("restore {id}"), Some(total));
+            let shown = Arc::clone(&bar);
+            let report =
+                bk::restore(&ep, s, &m, &to_topic, dry_run, Arc::new(move |n| shown.set(n, Some(total)))).await;
+            bar.finish();
+            let report = report?;
             let verb = if dry_run { "would write" } else { "wrote" };
             for (p, n) in &report.records {
                 println!("  {to_topic}-{p}: {verb} {n} records");
@@ -280,7 +410,13 @@ pub async fn migrate(
     let (src, source_topic) = place(from, config)?;
     let (dst, target_topic) = place(to, config)?;
     let storage: Arc<dyn Storage> = Arc::new(FsStorage::new(dir));
-    let m = migrate::run(&src, &dst, storage, id, &source_topic, &target_topic, idle).await?;
+    let bar = Bar::new(&format!("migration {id}"), None);
+    let shown = Arc::clone(&bar);
+    let progress = Arc::new(move |n| shown.set(n, None));
+    let route = migrate::Route { id: id.to_owned(), source_topic, target_topic: target_topic.clone() };
+    let m = migrate::run(&src, &dst, storage, &route, idle, progress).await;
+    bar.finish();
+    let m = m?;
     let copied = migrate::fingerprint(&dst, &target_topic, Duration::from_secs(2)).await?;
     let mut ok = true;
     for (p, state) in &m.partitions {
@@ -310,6 +446,7 @@ pub async fn drain(
     use autopilot::backup::drain::{self, Outcome};
     let (_, ep) = endpoint(target)?;
     let first = std::sync::Mutex::new(None::<u64>);
+    // A lag reading every few seconds is its own progress line (on a terminal or not).
     let progress = |l: &drain::Lag| {
         let mut f = first.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let start = *f.get_or_insert(l.total);

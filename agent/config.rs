@@ -113,6 +113,10 @@ struct RawConfig {
     kubernetes_journal: Option<RawKubernetesJournal>,
     #[serde(default)]
     notifications: Vec<RawWebhook>,
+    #[serde(default)]
+    alertmanager: RawAlertmanager,
+    #[serde(default)]
+    backups: Option<RawBackups>,
     clusters: Vec<RawCluster>,
 }
 
@@ -277,12 +281,150 @@ impl Default for RawLimits {
 struct RawApi {
     #[serde(default = "default_listen")]
     listen: SocketAddr,
+    #[serde(default)]
+    auth: Option<RawAuth>,
+    #[serde(default)]
+    tls: Option<TlsConfig>,
+    #[serde(default)]
+    rate_limit: RateLimit,
 }
 
 impl Default for RawApi {
     fn default() -> Self {
-        Self { listen: default_listen() }
+        Self { listen: default_listen(), auth: None, tls: None, rate_limit: RateLimit::default() }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default)]
+    jwt: Option<JwtConfig>,
+    #[serde(default)]
+    webhook_token_file: Option<PathBuf>,
+}
+
+/// Who may call the API, and how it is served.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ApiConfig {
+    /// Bearer tokens (JWT) on `/api/v1/*`; none leaves the API open (loopback use only).
+    pub jwt: Option<JwtConfig>,
+    /// File holding the token Alertmanager sends (`Authorization: Bearer ...`) to the webhook.
+    pub webhook_token_file: Option<PathBuf>,
+    pub tls: Option<TlsConfig>,
+    pub rate_limit: RateLimit,
+}
+
+/// Signed tokens: the algorithm, the key, and the claims required.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    pub algorithm: JwtAlgorithm,
+    /// The HMAC secret (HS256) or the PEM public key (RS256, ES256).
+    pub key_file: PathBuf,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// The claim that lists the caller's roles (`viewer`, `operator`).
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+}
+
+fn default_roles_claim() -> String {
+    "roles".into()
+}
+
+/// Token signature algorithms accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub enum JwtAlgorithm {
+    HS256,
+    RS256,
+    ES256,
+}
+
+/// HTTPS, and with `client_ca_file` mutual TLS: clients must present a certificate it signed.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Requests per client (token subject, else address) per second, with a burst.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    #[serde(default = "default_per_second")]
+    pub per_second: u32,
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self { per_second: default_per_second(), burst: default_burst() }
+    }
+}
+const fn default_per_second() -> u32 {
+    20
+}
+const fn default_burst() -> u32 {
+    40
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertmanager {
+    #[serde(default = "default_cluster_labels")]
+    cluster_labels: Vec<String>,
+}
+
+impl Default for RawAlertmanager {
+    fn default() -> Self {
+        Self { cluster_labels: default_cluster_labels() }
+    }
+}
+
+fn default_cluster_labels() -> Vec<String> {
+    vec!["strimzi_io_cluster".into(), "namespace".into()]
+}
+
+/// How alerts from Alertmanager are matched to clusters: the label holding the Strimzi `Kafka`
+/// name and, optionally, the label holding its namespace.
+#[derive(Clone, Debug, Serialize)]
+pub struct AlertmanagerConfig {
+    pub kafka_label: String,
+    pub namespace_label: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackups {
+    dir: PathBuf,
+    #[serde(default = "default_backup_concurrency")]
+    concurrency: usize,
+    #[serde(default = "default_backup_idle", with = "humantime_serde")]
+    idle_timeout: Duration,
+}
+const fn default_backup_concurrency() -> usize {
+    2
+}
+const fn default_backup_idle() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Where topic backups go and how many jobs run at once.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupsConfig {
+    pub dir: PathBuf,
+    /// Backups, restores and migrations running at once.
+    pub concurrency: usize,
+    /// A partition that yields no record for this long has stalled (backup) or ended (migration).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -375,6 +517,11 @@ pub struct Config {
     pub kubernetes_journal: Option<KubernetesJournal>,
     /// Webhook receivers of actions and outcomes.
     pub notifications: Vec<Webhook>,
+    /// Authentication, TLS and rate limits of the API.
+    pub api: ApiConfig,
+    pub alertmanager: AlertmanagerConfig,
+    /// Topic backups (the API's jobs and the backup policy); none disables them.
+    pub backups: Option<BackupsConfig>,
     pub clusters: Vec<ClusterConfig>,
 }
 
@@ -533,6 +680,8 @@ fn validate(raw: RawConfig, file: &Path) -> Result<Config, Error> {
         leader_election,
         kubernetes_journal,
         notifications,
+        alertmanager,
+        backups,
         clusters,
     } = raw;
     if region.trim().is_empty() {
@@ -584,6 +733,9 @@ fn validate(raw: RawConfig, file: &Path) -> Result<Config, Error> {
         dry_run,
         limits,
         listen: api.listen,
+        api: validate_api(api, base, file)?,
+        alertmanager: validate_alertmanager(alertmanager, file)?,
+        backups: backups.map(|b| validate_backups(b, base, file)).transpose()?,
         journal_path: base.join(journal_path),
         audit_log: audit_log.map(|p| base.join(p)),
         leader_election,
@@ -591,6 +743,59 @@ fn validate(raw: RawConfig, file: &Path) -> Result<Config, Error> {
         notifications,
         clusters: validated,
     })
+}
+
+fn validate_api(raw: RawApi, base: &Path, file: &Path) -> Result<ApiConfig, Error> {
+    let RawApi { listen: _, auth, tls, rate_limit } = raw;
+    if rate_limit.per_second == 0 || rate_limit.burst == 0 {
+        return Err(invalid(file, "api.rate_limit", "per_second and burst must be at least 1"));
+    }
+    let (jwt, webhook_token_file) = match auth {
+        None => (None, None),
+        Some(RawAuth { jwt, webhook_token_file }) => {
+            if jwt.is_none() && webhook_token_file.is_none() {
+                return Err(invalid(file, "api.auth", "name jwt, webhook_token_file or both"));
+            }
+            let jwt = jwt.map(|j| {
+                if j.roles_claim.trim().is_empty() {
+                    return Err(invalid(file, "api.auth.jwt.roles_claim", "must not be empty"));
+                }
+                Ok(JwtConfig { key_file: base.join(&j.key_file), ..j })
+            });
+            (jwt.transpose()?, webhook_token_file.map(|p| base.join(p)))
+        }
+    };
+    let tls = tls.map(|t| TlsConfig {
+        cert_file: base.join(&t.cert_file),
+        key_file: base.join(&t.key_file),
+        client_ca_file: t.client_ca_file.map(|p| base.join(p)),
+    });
+    Ok(ApiConfig { jwt, webhook_token_file, tls, rate_limit })
+}
+
+fn validate_alertmanager(raw: RawAlertmanager, file: &Path) -> Result<AlertmanagerConfig, Error> {
+    let mut labels = raw.cluster_labels.into_iter();
+    let (Some(kafka_label), namespace_label, None) = (labels.next(), labels.next(), labels.next()) else {
+        return Err(invalid(
+            file,
+            "alertmanager.cluster_labels",
+            "list one or two labels: the Kafka cluster's name, then optionally its namespace",
+        ));
+    };
+    if kafka_label.is_empty() || namespace_label.as_ref().is_some_and(String::is_empty) {
+        return Err(invalid(file, "alertmanager.cluster_labels", "labels must not be empty"));
+    }
+    Ok(AlertmanagerConfig { kafka_label, namespace_label })
+}
+
+fn validate_backups(raw: RawBackups, base: &Path, file: &Path) -> Result<BackupsConfig, Error> {
+    if raw.concurrency == 0 {
+        return Err(invalid(file, "backups.concurrency", "must be at least 1"));
+    }
+    if raw.idle_timeout < Duration::from_secs(1) {
+        return Err(invalid(file, "backups.idle_timeout", "must be at least 1s"));
+    }
+    Ok(BackupsConfig { dir: base.join(raw.dir), concurrency: raw.concurrency, idle_timeout: raw.idle_timeout })
 }
 
 fn validate_webhook(raw: RawWebhook, i: usize, file: &Path) -> Result<Webhook, Error> {

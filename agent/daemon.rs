@@ -9,7 +9,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::act::{FileJournal, Journal, KubeJournal, Shared};
 use crate::agent::{self, ClusterAgent, PipelineSettings, SharedPolicies};
-use crate::backend::Backends;
+use crate::backend::{Backends, BackupStore};
+use crate::backup::jobs::{ClusterBackups, Jobs, JobsConfig};
+use crate::backup::kafka::Endpoint;
+use crate::backup::FsStorage;
 use crate::config::{BackendKind, ClusterConfig, Config};
 use crate::events::{AuditLog, Events, Sink};
 use crate::http::{self, AppState};
@@ -69,8 +72,27 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
         leader_election,
         kubernetes_journal,
         notifications,
+        api: _,
+        alertmanager: _,
+        backups,
         clusters,
     } = config;
+    let jobs = backups.as_ref().map(|b| {
+        let endpoints = clusters
+            .iter()
+            .filter(|c| !c.bootstrap_servers.is_empty())
+            .map(|c| {
+                let ep = Endpoint { bootstrap: c.bootstrap_servers.clone(), client: c.kafka_client.clone() };
+                (c.name.clone(), ep)
+            })
+            .collect();
+        Jobs::new(JobsConfig {
+            storage: Arc::new(FsStorage::new(&b.dir)),
+            concurrency: b.concurrency,
+            idle: b.idle_timeout,
+            endpoints,
+        })
+    });
     let mut store =
         PolicyStore::open(&policy.dir, None, policy.eval_timeout).map_err(|source| Error::Policy { source })?;
     let policies: SharedPolicies = Arc::new(RwLock::new(store.current()));
@@ -115,9 +137,15 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
     let snapshots = agent::SharedSnapshots::default();
     for cluster in &clusters {
         let backends: Backends = match cluster.backend {
-            BackendKind::Real => crate::backend::real(cluster, instance.clone())
-                .await
-                .map_err(|source| Error::RealBackend { cluster: cluster.name.clone(), source })?,
+            BackendKind::Real => {
+                let mut b = crate::backend::real(cluster, instance.clone())
+                    .await
+                    .map_err(|source| Error::RealBackend { cluster: cluster.name.clone(), source })?;
+                b.backups = jobs
+                    .as_ref()
+                    .map(|j| Arc::new(ClusterBackups::new(Arc::clone(j), &cluster.name)) as Arc<dyn BackupStore>);
+                b
+            }
             BackendKind::Simulated => {
                 let driver = simulated(cluster)?;
                 let backends = driver.backend().backends();
@@ -163,7 +191,8 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
         .await
         .map_err(|source| Error::Listen { addr: listen.to_string(), source })?;
     tracing::info!(%listen, region = %region, clusters = names.len(), dry_run, "agent running");
-    let app = http::router(Arc::new(AppState { metrics: Some(handle), policies, triggers, operations, snapshots }));
+    let app =
+        http::router(Arc::new(AppState { metrics: Some(handle), policies, triggers, operations, snapshots, jobs }));
     let server_cancel = cancel.clone();
     tasks.spawn(async move {
         let served =

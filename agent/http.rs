@@ -16,6 +16,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{ScaleRequest, SharedPolicies, SharedSnapshots, Triggers};
+use crate::backup::jobs::{Job, JobSpec, Jobs, Refused};
+use crate::backup::{Compression, Manifest};
 use crate::health::{self, HealthReport};
 use crate::operations::{OperationLog, OperationRecord};
 
@@ -29,6 +31,8 @@ pub struct AppState {
     pub operations: Arc<OperationLog>,
     /// Each cluster's latest snapshot.
     pub snapshots: SharedSnapshots,
+    /// Backup, restore, migration and drain jobs; none when `backups` is not configured.
+    pub jobs: Option<Arc<Jobs>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -48,6 +52,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/clusters/{name}/scale", post(scale))
         .route("/api/v1/operations", get(operations))
         .route("/api/v1/operations/{id}", get(operation))
+        .route("/api/v1/clusters/{name}/backups", post(backup))
+        .route("/api/v1/backups", get(backups))
+        .route("/api/v1/backups/{id}", get(backup_manifest))
+        .route("/api/v1/backups/{id}/restore", post(restore))
+        .route("/api/v1/migrations", post(migration))
+        .route("/api/v1/clusters/{name}/drain", post(drain))
+        .route("/api/v1/jobs", get(jobs))
+        .route("/api/v1/jobs/{id}", get(job))
         .with_state(state)
 }
 
@@ -183,6 +195,194 @@ async fn operation(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Re
     s.operations.get(&id).map(Json).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no operation {id:?}")))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Jobs: backups, restores, migrations, drains.
+
+/// Answer to an accepted job.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JobAccepted {
+    pub job: String,
+    /// Where to follow it.
+    pub status_url: String,
+}
+
+fn jobs_of(s: &AppState) -> Result<&Arc<Jobs>, ApiError> {
+    s.jobs.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "backups are not configured: set backups.dir in the agent config",
+        )
+    })
+}
+
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid request body: {e}")))
+}
+
+fn submit(s: &AppState, spec: JobSpec) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
+    let jobs = jobs_of(s)?;
+    match jobs.submit(spec, "api", crate::time::Timestamp::now()) {
+        Ok(job) => {
+            let status_url = format!("/api/v1/jobs/{job}");
+            Ok((StatusCode::ACCEPTED, Json(JobAccepted { job, status_url })))
+        }
+        Err(e @ Refused::NotFound(_)) => Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string())),
+        Err(e @ Refused::Invalid(_)) => Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string())),
+        Err(e @ Refused::Conflict(_)) => Err(ApiError::new(StatusCode::CONFLICT, e.to_string())),
+    }
+}
+
+/// Body of `POST /api/v1/clusters/{name}/backups`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupBody {
+    topic: String,
+    #[serde(default)]
+    compression: Compression,
+    #[serde(default)]
+    max_messages: Option<u64>,
+}
+
+async fn backup(
+    State(s): State<Arc<AppState>>,
+    Path(cluster): Path<String>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
+    let BackupBody { topic, compression, max_messages } = body(&bytes)?;
+    submit(&s, JobSpec::Backup { cluster, topic, compression, max_messages })
+}
+
+/// A backup as listed: its manifest without the segment list.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BackupLine {
+    pub id: String,
+    pub cluster: String,
+    pub topic: String,
+    pub created_at: crate::time::Timestamp,
+    pub completed_at: Option<crate::time::Timestamp>,
+    pub compression: Compression,
+    pub partitions: usize,
+    pub records: u64,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+fn line(m: &Manifest) -> BackupLine {
+    let segments = || m.partitions.values().flat_map(|p| &p.segments);
+    BackupLine {
+        id: m.id.clone(),
+        cluster: m.cluster.clone(),
+        topic: m.topic.clone(),
+        created_at: m.created_at,
+        completed_at: m.completed_at,
+        compression: m.compression,
+        partitions: m.partitions.len(),
+        records: m.partitions.values().map(|p| p.records()).sum(),
+        raw_bytes: segments().map(|s| s.summary.raw_bytes).sum(),
+        stored_bytes: segments().map(|s| s.summary.stored_bytes).sum(),
+    }
+}
+
+async fn backups(State(s): State<Arc<AppState>>) -> Result<Json<Vec<BackupLine>>, ApiError> {
+    let storage = Arc::clone(jobs_of(&s)?.storage());
+    let list = tokio::task::spawn_blocking(move || Manifest::list(storage.as_ref()))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{:#}", anyhow::Error::new(e))))?;
+    Ok(Json(list.iter().map(line).collect()))
+}
+
+async fn backup_manifest(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Manifest>, ApiError> {
+    let storage = Arc::clone(jobs_of(&s)?.storage());
+    let found = tokio::task::spawn_blocking(move || Manifest::load(storage.as_ref(), &id))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    found.map(Json).map_err(|e| ApiError::new(StatusCode::NOT_FOUND, format!("{:#}", anyhow::Error::new(e))))
+}
+
+/// Body of `POST /api/v1/backups/{id}/restore`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreBody {
+    to_topic: String,
+    /// Default: the cluster the backup was taken from.
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn restore(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
+    let RestoreBody { to_topic, cluster, dry_run } = body(&bytes)?;
+    let cluster = match cluster {
+        Some(c) => c,
+        None => {
+            let storage = Arc::clone(jobs_of(&s)?.storage());
+            let backup = id.clone();
+            tokio::task::spawn_blocking(move || Manifest::load(storage.as_ref(), &backup))
+                .await
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+                .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, format!("{:#}", anyhow::Error::new(e))))?
+                .cluster
+        }
+    };
+    submit(&s, JobSpec::Restore { backup: id, cluster, to_topic, dry_run })
+}
+
+/// Body of `POST /api/v1/migrations`: `CLUSTER/TOPIC` on each side.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MigrationBody {
+    from: String,
+    to: String,
+}
+
+fn place(what: &str, spec: &str) -> Result<(String, String), ApiError> {
+    spec.split_once('/')
+        .map(|(c, t)| (c.to_owned(), t.to_owned()))
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("{what} {spec:?} is not CLUSTER/TOPIC")))
+}
+
+async fn migration(State(s): State<Arc<AppState>>, bytes: Bytes) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
+    let MigrationBody { from, to } = body(&bytes)?;
+    let ((from_cluster, from_topic), (to_cluster, to_topic)) = (place("from", &from)?, place("to", &to)?);
+    submit(&s, JobSpec::Migrate { from_cluster, from_topic, to_cluster, to_topic })
+}
+
+/// Body of `POST /api/v1/clusters/{name}/drain`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrainBody {
+    group: String,
+    #[serde(default)]
+    max_lag: u64,
+    timeout: String,
+}
+
+async fn drain(
+    State(s): State<Arc<AppState>>,
+    Path(cluster): Path<String>,
+    bytes: Bytes,
+) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
+    let DrainBody { group, max_lag, timeout } = body(&bytes)?;
+    let timeout = humantime::parse_duration(&timeout)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("timeout {timeout:?} is not a duration: {e}")))?;
+    submit(&s, JobSpec::Drain { cluster, group, max_lag, timeout })
+}
+
+async fn jobs(State(s): State<Arc<AppState>>) -> Result<Json<Vec<Job>>, ApiError> {
+    Ok(Json(jobs_of(&s)?.list()))
+}
+
+async fn job(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
+    jobs_of(&s)?.get(&id).map(Json).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no job {id:?}")))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::RwLock;
@@ -203,6 +403,7 @@ mod tests {
             triggers: Triggers::default(),
             operations: Arc::default(),
             snapshots: SharedSnapshots::default(),
+            jobs: None,
         }))
     }
 

@@ -148,11 +148,17 @@ enum Command {
         /// Where checkpoints are kept.
         #[arg(long, default_value = "backups")]
         dir: PathBuf,
+        /// Run it as a job of the agent at this API (clusters are the agent's), and follow it.
+        #[arg(long, conflicts_with = "config")]
+        api: Option<String>,
     },
     /// Watch a consumer group drain: until its lag is at most --max-lag, or --timeout passes.
     Drain {
         #[command(flatten)]
         target: Target,
+        /// Run it as a job of the agent at this API (`--cluster` is the agent's), and follow it.
+        #[arg(long, conflicts_with_all = ["config", "bootstrap"], requires = "cluster")]
+        api: Option<String>,
         #[arg(long)]
         group: String,
         #[arg(long, default_value_t = 0)]
@@ -162,6 +168,14 @@ enum Command {
         /// Time between two readings of the lag.
         #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
         every: Duration,
+    },
+    /// Show the running agent's backup, restore, migration and drain jobs, or follow one.
+    Jobs {
+        id: Option<String>,
+        #[arg(long, env = "AUTOPILOT_API", default_value = "http://127.0.0.1:9464")]
+        api: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Back up topics, verify and restore backups (a directory of backups).
     Backup {
@@ -206,6 +220,9 @@ enum BackupCommand {
         id: Option<String>,
         #[arg(long, default_value = "backups")]
         dir: PathBuf,
+        /// Run it as a job of the agent at this API (`--cluster` is the agent's), and follow it.
+        #[arg(long, conflicts_with_all = ["config", "bootstrap", "id"], requires = "cluster")]
+        api: Option<String>,
     },
     /// List the backups in a directory.
     List {
@@ -230,6 +247,10 @@ enum BackupCommand {
         dry_run: bool,
         #[arg(long, default_value = "backups")]
         dir: PathBuf,
+        /// Run it as a job of the agent at this API (its backups; `--cluster` defaults to the
+        /// backup's), and follow it.
+        #[arg(long, conflicts_with_all = ["config", "bootstrap"])]
+        api: Option<String>,
     },
 }
 
@@ -352,12 +373,22 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(commands::operations(&api, id.as_deref(), cluster.as_deref(), json))
         }
         Command::Backup { command } => runtime()?.block_on(commands::backup(command)),
-        Command::Drain { target, group, max_lag, timeout, every } => {
+        Command::Drain { target, group, max_lag, timeout, every: _, api: Some(api) } => {
+            let body = serde_json::json!({"group": group, "max_lag": max_lag, "timeout": humantime::format_duration(timeout).to_string()});
+            let path = format!("clusters/{}/drain", target.cluster.unwrap_or_default());
+            runtime()?.block_on(commands::submit_and_follow(&api, &path, &body))
+        }
+        Command::Drain { target, group, max_lag, timeout, every, api: None } => {
             runtime()?.block_on(commands::drain(&target, &group, max_lag, timeout, every))
         }
-        Command::Migrate { from, to, config, idle, id, dir } => {
+        Command::Migrate { from, to, api: Some(api), .. } => {
+            let body = serde_json::json!({"from": from, "to": to});
+            runtime()?.block_on(commands::submit_and_follow(&api, "migrations", &body))
+        }
+        Command::Migrate { from, to, config, idle, id, dir, api: None } => {
             runtime()?.block_on(commands::migrate(&from, &to, config.as_deref(), idle, &id, &dir))
         }
+        Command::Jobs { id, api, json } => runtime()?.block_on(commands::jobs(&api, id.as_deref(), json)),
         Command::Policy { command: PolicyCommand::Test { dir, filter, json } } => {
             policy_test(&dir, filter.as_deref(), json)
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::PartitionTarget;
+use crate::backup::Compression;
 use crate::config::Limits;
 use crate::rebalance;
 use crate::snapshot::Snapshot;
@@ -52,6 +53,8 @@ action_kinds! {
     ReassignPartitions => "reassign_partitions",
     RenewCertificate => "renew_certificate",
     ScaleBrokers => "scale_brokers",
+    BackupTopic => "backup_topic",
+    ExpireBackup => "expire_backup",
     Notify => "notify",
 }
 
@@ -113,6 +116,16 @@ pub enum Request {
     RenewCertificate {
         secret: String,
     },
+    /// Back up a topic now (a background job; not an operation).
+    BackupTopic {
+        topic: String,
+        #[serde(default)]
+        compression: Compression,
+    },
+    /// Delete a backup that retention no longer keeps.
+    ExpireBackup {
+        id: String,
+    },
     /// Tell a human; the text is the decision's `message`.
     Notify {
         severity: String,
@@ -132,6 +145,8 @@ impl Request {
             Request::ResizeVolume { .. } => ActionKind::ResizeVolume,
             Request::ReplaceVolume { .. } => ActionKind::ReplaceVolume,
             Request::RenewCertificate { .. } => ActionKind::RenewCertificate,
+            Request::BackupTopic { .. } => ActionKind::BackupTopic,
+            Request::ExpireBackup { .. } => ActionKind::ExpireBackup,
             Request::Notify { .. } => ActionKind::Notify,
         }
     }
@@ -195,6 +210,14 @@ pub enum Action {
         secret: String,
         not_after: Timestamp,
     },
+    BackupTopic {
+        topic: String,
+        compression: Compression,
+    },
+    ExpireBackup {
+        id: String,
+        topic: String,
+    },
     Notify {
         severity: String,
         message: String,
@@ -214,8 +237,16 @@ impl Action {
             Action::ResizeVolume { .. } => ActionKind::ResizeVolume,
             Action::ReplaceVolume { .. } => ActionKind::ReplaceVolume,
             Action::RenewCertificate { .. } => ActionKind::RenewCertificate,
+            Action::BackupTopic { .. } => ActionKind::BackupTopic,
+            Action::ExpireBackup { .. } => ActionKind::ExpireBackup,
             Action::Notify { .. } => ActionKind::Notify,
         }
+    }
+
+    /// Work the executor runs beside operations: notifications and backup jobs, which change
+    /// nothing in the cluster and take no operation slot.
+    pub const fn is_side_task(&self) -> bool {
+        matches!(self, Action::Notify { .. } | Action::BackupTopic { .. } | Action::ExpireBackup { .. })
     }
 }
 
@@ -283,7 +314,14 @@ pub fn plan(snapshot: &Snapshot, decisions: &[Decision], history: &History, limi
         if !seen.insert((kind, d.rule.clone(), serde_json::to_string(&d.request).unwrap_or_default())) {
             continue;
         }
-        if kind != ActionKind::Notify {
+        if matches!(kind, ActionKind::BackupTopic | ActionKind::ExpireBackup) {
+            // Backups read Kafka and the catalog only; they need those fresh, and no cooldown
+            // (the schedule is their pace).
+            if snapshot.data.kafka.stale || snapshot.backups.is_none() {
+                out.deferred.push(defer("the Kafka metadata or the backup catalog is missing or stale".into()));
+                continue;
+            }
+        } else if kind != ActionKind::Notify {
             if !snapshot.complete {
                 out.deferred.push(defer("data is stale or missing; no action on incomplete data".into()));
                 continue;
@@ -368,8 +406,33 @@ fn concretise(d: &Decision, s: &Snapshot, limits: &Limits) -> Result<Action, Str
             .find(|c| &c.secret == secret)
             .map(|c| Action::RenewCertificate { secret: secret.clone(), not_after: c.not_after })
             .ok_or_else(|| format!("no certificate in secret {secret}")),
+        Request::BackupTopic { topic, compression } => {
+            if !s.topics.iter().any(|t| &t.name == topic) {
+                return Err(format!("no topic {topic} in cluster {}", s.cluster));
+            }
+            if s.backups.as_ref().and_then(|b| b.topics.get(topic)).is_some_and(|t| t.running) {
+                return Err(format!("a backup of {topic} is already running"));
+            }
+            Ok(Action::BackupTopic { topic: topic.clone(), compression: *compression })
+        }
+        Request::ExpireBackup { id } => expirable(s, id),
         Request::Notify { severity } => Ok(Action::Notify { severity: severity.clone(), message: d.message.clone() }),
     }
+}
+
+/// A backup retention may delete: it exists, nothing writes it, and it is not the newest
+/// complete backup of its topic (retention never leaves a topic without one).
+fn expirable(s: &Snapshot, id: &str) -> Result<Action, String> {
+    let catalog = s.backups.as_ref().ok_or("no backup catalog")?;
+    let b = catalog.entries.iter().find(|b| b.entry.id == id).ok_or_else(|| format!("no backup {id}"))?;
+    if b.entry.running {
+        return Err(format!("backup {id} is being written"));
+    }
+    let newest = catalog.topics.get(&b.entry.topic).and_then(|t| t.last_completed_at);
+    if b.complete && b.entry.completed_at == newest {
+        return Err(format!("backup {id} is the newest complete backup of {}; it is kept", b.entry.topic));
+    }
+    Ok(Action::ExpireBackup { id: id.to_owned(), topic: b.entry.topic.clone() })
 }
 
 /// A partition, as policies name one.

@@ -31,6 +31,16 @@ pub const REQUESTS: &str = "autopilot_requests_total";
 pub const SLA: &str = "autopilot_repair_sla_total";
 pub const BROKER_STATE: &str = "autopilot_broker_state";
 pub const CERT_DAYS: &str = "autopilot_certificate_days_to_expiry";
+pub const BACKUP_JOBS: &str = "autopilot_backup_jobs_total";
+pub const BACKUP_JOBS_RUNNING: &str = "autopilot_backup_jobs_running";
+pub const BACKUP_DURATION: &str = "autopilot_backup_job_duration_seconds";
+pub const BACKUP_MESSAGES: &str = "autopilot_backup_messages_total";
+pub const BACKUP_BYTES: &str = "autopilot_backup_bytes_total";
+pub const BACKUP_STORED_BYTES: &str = "autopilot_backup_stored_bytes_total";
+pub const BACKUP_RATIO: &str = "autopilot_backup_compression_ratio";
+pub const BACKUP_THROUGHPUT: &str = "autopilot_backup_throughput_bytes_per_second";
+pub const BACKUP_ERRORS: &str = "autopilot_backup_errors_total";
+pub const BACKUP_LAST_SUCCESS: &str = "autopilot_backup_last_success_timestamp_seconds";
 
 /// Register help texts for every metric.
 pub fn describe() {
@@ -84,6 +94,30 @@ pub fn describe() {
     describe_counter!(
         REQUESTS,
         "Operator requests (API, command line), by cluster, kind and result (accepted, refused)."
+    );
+    describe_counter!(
+        BACKUP_JOBS,
+        "Backup, restore, migration and drain jobs finished, by cluster, kind and result (succeeded, failed)."
+    );
+    describe_gauge!(BACKUP_JOBS_RUNNING, "Jobs running now, by kind.");
+    describe_histogram!(BACKUP_DURATION, Unit::Seconds, "Duration of finished jobs, by kind.");
+    describe_counter!(BACKUP_MESSAGES, "Records backed up, restored or copied by finished jobs, by cluster and kind.");
+    describe_counter!(
+        BACKUP_BYTES,
+        Unit::Bytes,
+        "Key and value bytes backed up, restored or copied by finished jobs (uncompressed), by cluster and kind."
+    );
+    describe_counter!(BACKUP_STORED_BYTES, Unit::Bytes, "Bytes written to backup storage (compressed), by cluster.");
+    describe_gauge!(BACKUP_RATIO, "Compression ratio (raw / stored) of the last finished backup, by cluster.");
+    describe_gauge!(BACKUP_THROUGHPUT, "Uncompressed bytes per second of the last finished job, by cluster and kind.");
+    describe_counter!(
+        BACKUP_ERRORS,
+        "Failed jobs, by cluster, kind and category (kafka, storage, stalled, invalid, internal)."
+    );
+    describe_gauge!(
+        BACKUP_LAST_SUCCESS,
+        Unit::Seconds,
+        "Unix time of each cluster's and topic's newest complete backup (from the catalog), by cluster and topic."
     );
     describe_counter!(
         NOTIFICATIONS,

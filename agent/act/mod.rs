@@ -190,6 +190,10 @@ impl ClusterExecutor {
                 self.notify(p, severity, message, now).await;
                 continue;
             }
+            if p.action.is_side_task() {
+                self.backup_task(p, now).await;
+                continue;
+            }
             let refuse = |why: String| Body::Deferred { kind: p.action.kind(), reason: p.rule.clone(), why };
             if started {
                 self.emit(now, refuse("another action of this plan was started first".into()));
@@ -262,6 +266,33 @@ impl ClusterExecutor {
         self.done_at_once(p, false, Outcome::Emitted, format!("[{severity}] {message}"), now);
         let reason = camel(&p.rule);
         self.backends.kube.record_outcome(&reason, severity == "info", format!("[{severity}] {message}")).await;
+    }
+
+    /// A backup job started, or a backup deleted by retention: no operation slot, no rate-limit
+    /// token (they change nothing in the cluster), but dry-run holds them back like anything else.
+    async fn backup_task(&mut self, p: &Planned, now: Timestamp) {
+        if self.shared.dry_run {
+            self.done_at_once(p, true, Outcome::DryRun, "dry-run: nothing was changed".into(), now);
+            return;
+        }
+        let Some(store) = self.backends.backups.clone() else {
+            let why = "this cluster has no backup storage".to_owned();
+            self.emit(now, Body::Deferred { kind: p.action.kind(), reason: p.rule.clone(), why });
+            return;
+        };
+        let (result, detail) = match &p.action {
+            Action::BackupTopic { topic, compression } => match store.start_backup(topic, *compression, now).await {
+                Ok(id) => (Outcome::Succeeded, format!("backup job {id} started for topic {topic}")),
+                Err(e) => (Outcome::Failed, format!("backup of {topic} not started: {e}")),
+            },
+            Action::ExpireBackup { id, topic } => match store.expire(id).await {
+                Ok(()) => (Outcome::Succeeded, format!("backup {id} of topic {topic} deleted")),
+                Err(e) => (Outcome::Failed, format!("backup {id} not deleted: {e}")),
+            },
+            _ => return,
+        };
+        self.done_at_once(p, false, result, detail, now);
+        self.history.last_finished.insert(p.action.kind(), now);
     }
 
     fn dry_run(&mut self, p: &Planned, now: Timestamp) {

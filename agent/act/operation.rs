@@ -315,8 +315,8 @@ fn first_step(action: &Action) -> Step {
         Action::ReplaceVolume { broker } => Step::DeletePvc { broker: *broker },
         Action::ResizeVolume { to_bytes, .. } => Step::ResizeStorage { bytes: *to_bytes },
         Action::RenewCertificate { secret, .. } => Step::ForceRenew { secret: secret.clone() },
-        // Notifications are not operations; the executor never starts one for them.
-        Action::Notify { .. } => Step::Verify,
+        // Notifications and backup jobs are not operations; the executor never starts one for them.
+        Action::Notify { .. } | Action::BackupTopic { .. } | Action::ExpireBackup { .. } => Step::Verify,
     }
 }
 

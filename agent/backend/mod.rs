@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::collect::{KafkaObservation, KubeObservation, MetricsObservation};
+use crate::backup::Compression;
+use crate::collect::{BackupEntry, KafkaObservation, KubeObservation, MetricsObservation};
 use crate::time::Timestamp;
 
 /// A failed read or write against a backend.
@@ -91,12 +92,25 @@ pub trait ClusterOps: Send + Sync {
     async fn record_outcome(&self, reason: &str, normal: bool, note: String);
 }
 
-/// The three backends of one cluster.
+/// A cluster's topic backups: the catalog the backup policy reads, and the jobs it starts.
+#[async_trait]
+pub trait BackupStore: Send + Sync {
+    /// Every backup of the cluster (complete or not), oldest first.
+    async fn catalog(&self) -> Result<Vec<BackupEntry>, Error>;
+    /// Start, in the background, a backup of `topic` (or resume its incomplete one); its id.
+    async fn start_backup(&self, topic: &str, compression: Compression, now: Timestamp) -> Result<String, Error>;
+    /// Delete a backup (retention).
+    async fn expire(&self, id: &str) -> Result<(), Error>;
+}
+
+/// The backends of one cluster.
 #[derive(Clone)]
 pub struct Backends {
     pub metrics: Arc<dyn MetricsSource>,
     pub kafka: Arc<dyn KafkaAdmin>,
     pub kube: Arc<dyn ClusterOps>,
+    /// Topic backups; none when the agent has no backup storage for this cluster.
+    pub backups: Option<Arc<dyn BackupStore>>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -116,5 +130,5 @@ pub async fn real(cluster: &crate::config::ClusterConfig, instance: Option<Strin
     let kafka = kafka::KafkaCluster::new(&cluster.bootstrap_servers, &cluster.kafka_client)?;
     let client = kube::client(&cluster.kubernetes).await?;
     let kube = kube::KubeCluster::new(client, &cluster.namespace, &cluster.kafka, &cluster.node_pool, instance);
-    Ok(Backends { metrics: Arc::new(metrics), kafka: Arc::new(kafka), kube: Arc::new(kube) })
+    Ok(Backends { metrics: Arc::new(metrics), kafka: Arc::new(kafka), kube: Arc::new(kube), backups: None })
 }

@@ -40,6 +40,19 @@ pub enum Error {
     Task(String),
 }
 
+impl Error {
+    /// A bounded label for metrics: `kafka`, `storage`, `stalled`, `invalid`, `internal`.
+    pub const fn category(&self) -> &'static str {
+        match self {
+            Error::Kafka { .. } => "kafka",
+            Error::Backup(_) => "storage",
+            Error::Stalled { .. } => "stalled",
+            Error::NoTopic { .. } | Error::Partitions { .. } => "invalid",
+            Error::Task(_) => "internal",
+        }
+    }
+}
+
 /// Wrap a librdkafka error with what was being done.
 pub(super) fn kafka(what: &str) -> impl FnOnce(rdkafka::error::KafkaError) -> Error + '_ {
     move |source| Error::Kafka { what: what.to_owned(), source }
@@ -292,6 +305,7 @@ pub async fn restore(
     m: &Manifest,
     target: &str,
     dry_run: bool,
+    progress: super::Progress,
 ) -> Result<RestoreReport, Error> {
     let verified = m.verify(storage.as_ref())?;
     let mut report =
@@ -329,6 +343,7 @@ pub async fn restore(
         .set("message.timeout.ms", "60000")
         .create()
         .map_err(kafka("producer"))?;
+    let mut written = 0u64;
     for p in m.partitions.keys() {
         let records = m.read_partition(storage.as_ref(), *p)?;
         let what = format!("restore to {target}-{p}");
@@ -357,6 +372,7 @@ pub async fn restore(
                         back,
                     )) => {
                         // The local queue is full: wait for what is in flight, then go on.
+                        written += pending.len() as u64;
                         settle(&mut pending, &what).await?;
                         rec = back;
                     }
@@ -364,10 +380,14 @@ pub async fn restore(
                 }
             }
             if pending.len() >= 20_000 {
+                written += pending.len() as u64;
                 settle(&mut pending, &what).await?;
+                progress(written);
             }
         }
+        written += pending.len() as u64;
         settle(&mut pending, &what).await?;
+        progress(written);
     }
     Ok(report)
 }

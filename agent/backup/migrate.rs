@@ -27,6 +27,9 @@ pub struct PartitionCopy {
     pub records: u64,
     /// Rolling CRC32C of the copied records (key, value, headers, timestamp).
     pub checksum: u32,
+    /// Key and value bytes copied so far.
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// A migration's checkpoint.
@@ -89,33 +92,43 @@ fn consumer(ep: &Endpoint, id: &str) -> Result<BaseConsumer, Error> {
         .map_err(kafka("consumer"))
 }
 
-/// Copy `source_topic` on `from` to `target_topic` on `to` until every partition has been idle
-/// (no new records) for `idle`; resumes from the checkpoint of the same `id`.
+/// What to copy: a checkpoint id (the same id resumes) and the topics on each side.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub id: String,
+    pub source_topic: String,
+    pub target_topic: String,
+}
+
+/// Copy `route.source_topic` on `from` to `route.target_topic` on `to` until every partition
+/// has been idle (no new records) for `idle`; resumes from the checkpoint of `route.id`.
 pub async fn run(
     from: &Endpoint,
     to: &Endpoint,
     storage: Arc<dyn Storage>,
-    id: &str,
-    source_topic: &str,
-    target_topic: &str,
+    route: &Route,
     idle: Duration,
+    progress: super::Progress,
 ) -> Result<Migration, Error> {
-    let (from, to, id, st, tt) =
-        (from.clone(), to.clone(), id.to_owned(), source_topic.to_owned(), target_topic.to_owned());
-    tokio::task::spawn_blocking(move || copy(&from, &to, storage.as_ref(), &id, &st, &tt, idle))
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?
+    let (from, to, r) = (from.clone(), to.clone(), route.clone());
+    tokio::task::spawn_blocking(move || {
+        copy(&from, &to, storage.as_ref(), (&r.id, &r.source_topic, &r.target_topic), idle, progress.as_ref())
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))?
 }
 
 fn copy(
     from: &Endpoint,
     to: &Endpoint,
     storage: &dyn Storage,
-    id: &str,
-    source_topic: &str,
-    target_topic: &str,
+    (id, source_topic, target_topic): (&str, &str, &str),
     idle: Duration,
+    progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Migration, Error> {
+    let copied = |m: &Migration, p: i32, now: &PartitionCopy| {
+        m.partitions.iter().filter(|(q, _)| **q != p).map(|(_, c)| c.records).sum::<u64>() + now.records
+    };
     let timeout = from.client.timeout;
     let src = consumer(from, id)?;
     let parts = partitions(&src, source_topic, timeout)?;
@@ -150,6 +163,7 @@ fn copy(
                     state.checksum = roll(state.checksum, msg.key(), msg.payload(), &headers, ts);
                     state.next_offset = msg.offset() + 1;
                     state.records += 1;
+                    state.bytes += (msg.key().map_or(0, <[u8]>::len) + msg.payload().map_or(0, <[u8]>::len)) as u64;
                     if skip > 0 {
                         skip -= 1;
                         continue;
@@ -190,6 +204,7 @@ fn copy(
                         m.partitions.insert(p, state.clone());
                         save(storage, &m)?;
                         since_checkpoint = 0;
+                        progress(copied(&m, p, &state));
                     }
                 }
                 Some(Err(e)) => return Err(Error::Kafka { what: format!("read {source_topic}-{p}"), source: e }),
@@ -198,6 +213,7 @@ fn copy(
             }
         }
         producer.flush(timeout).map_err(kafka("flush"))?;
+        progress(copied(&m, p, &state));
         m.partitions.insert(p, state);
         save(storage, &m)?;
     }

@@ -16,6 +16,8 @@ pub trait Storage: Send + Sync {
     fn exists(&self, name: &str) -> bool;
     /// Names directly under `prefix/` (under the root for `""`).
     fn list(&self, prefix: &str) -> std::io::Result<Vec<String>>;
+    /// Delete `prefix` and everything under it (a backup, for retention); absent is not an error.
+    fn remove_all(&self, prefix: &str) -> std::io::Result<()>;
 }
 
 /// Backups in a directory.
@@ -96,5 +98,15 @@ impl Storage for FsStorage {
         }
         names.sort();
         Ok(names)
+    }
+
+    fn remove_all(&self, prefix: &str) -> std::io::Result<()> {
+        match fs::remove_dir_all(self.path(prefix)?) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => {
+                sync_dir(&self.root);
+                other
+            }
+        }
     }
 }

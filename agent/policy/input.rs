@@ -11,8 +11,8 @@ use serde::Serialize;
 use crate::collect::{GroupLag, NodePoolObservation, PvcObservation, ReassignmentInProgress};
 use crate::plan::{ActionKind, History};
 use crate::snapshot::{
-    BrokerSnapshot, CertificateSnapshot, DataFreshness, Held, PartitionSnapshot, PartitionSummary, Snapshot,
-    Utilisation,
+    BackupCatalog, BrokerSnapshot, CertificateSnapshot, DataFreshness, Held, PartitionSnapshot, PartitionSummary,
+    Snapshot, Utilisation,
 };
 use crate::time::Timestamp;
 
@@ -77,6 +77,9 @@ pub struct PolicyInput<'a> {
     pub cluster: ClusterInput<'a>,
     pub agent: AgentInput<'a>,
     pub alerts: &'a [Alert],
+    /// The backup catalog: null when unknown (no storage, or unreadable), so the backup policy
+    /// decides nothing on missing data.
+    pub backups: Option<&'a BackupCatalog>,
 }
 
 /// Project a snapshot and the agent's state into the input document.
@@ -130,5 +133,6 @@ pub fn input<'a>(
             seconds_since_last: history.seconds_since_last(s.at),
         },
         alerts,
+        backups: s.backups.as_ref(),
     }
 }

@@ -135,6 +135,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("policies/scaling.rego", include_str!("../../policies/scaling.rego")),
     ("policies/healing.rego", include_str!("../../policies/healing.rego")),
     ("policies/certs.rego", include_str!("../../policies/certs.rego")),
+    ("policies/backup.rego", include_str!("../../policies/backup.rego")),
     ("policies/data.yaml", include_str!("../../policies/data.yaml")),
 ];
 

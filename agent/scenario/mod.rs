@@ -122,6 +122,9 @@ pub struct EndState {
     pub under_min_isr: Option<u32>,
     #[serde(default)]
     pub offline: Option<u32>,
+    /// Complete backups per topic in the catalog.
+    #[serde(default)]
+    pub backups: Option<std::collections::BTreeMap<String, u32>>,
 }
 
 impl EndState {
@@ -135,11 +138,19 @@ impl EndState {
             ("under_min_isr", self.under_min_isr, s.partitions.under_min_isr),
             ("offline", self.offline, s.partitions.offline),
         ];
-        seen.iter()
+        let mut out: Vec<String> = seen
+            .iter()
             .filter_map(|(name, want, got)| {
                 want.filter(|w| w != got).map(|w| format!("at the end expected {name} {w}, found {got}"))
             })
-            .collect()
+            .collect();
+        for (topic, want) in self.backups.iter().flatten() {
+            let got = s.backups.as_ref().and_then(|b| b.topics.get(topic)).map_or(0, |t| t.complete);
+            if got != *want {
+                out.push(format!("at the end expected {want} complete backups of {topic}, found {got}"));
+            }
+        }
+        out
     }
 }
 

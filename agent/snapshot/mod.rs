@@ -158,6 +158,54 @@ pub struct Snapshot {
     pub certificates: Vec<CertificateSnapshot>,
     /// Most brokers the cluster may have (configured), if limited.
     pub broker_quota: Option<u32>,
+    /// The backup catalog; none when the cluster has no backup storage or it could not be read.
+    pub backups: Option<BackupCatalog>,
+}
+
+/// A cluster's backups as the backup policy sees them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackupCatalog {
+    /// Every backup, oldest first, with its age.
+    pub entries: Vec<BackupAge>,
+    /// Per topic: the newest complete backup and whether one is running.
+    pub topics: BTreeMap<String, TopicBackups>,
+}
+
+/// One backup and how old it is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackupAge {
+    #[serde(flatten)]
+    pub entry: crate::collect::BackupEntry,
+    pub age_seconds: f64,
+    pub complete: bool,
+}
+
+/// The backups of one topic.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TopicBackups {
+    pub last_completed_at: Option<Timestamp>,
+    /// Seconds since the newest complete backup; none when there is none.
+    pub age_seconds: Option<f64>,
+    pub complete: u32,
+    pub running: bool,
+}
+
+fn catalog(entries: &[crate::collect::BackupEntry], now: Timestamp) -> BackupCatalog {
+    let mut out = BackupCatalog::default();
+    for e in entries {
+        let age_seconds = (now - e.created_at).as_secs_f64();
+        let t = out.topics.entry(e.topic.clone()).or_default();
+        t.running |= e.running;
+        if let Some(done) = e.completed_at {
+            t.complete += 1;
+            if t.last_completed_at.is_none_or(|l| done > l) {
+                t.last_completed_at = Some(done);
+                t.age_seconds = Some((now - done).as_secs_f64());
+            }
+        }
+        out.entries.push(BackupAge { entry: e.clone(), age_seconds, complete: e.completed_at.is_some() });
+    }
+    out
 }
 
 impl Snapshot {
@@ -262,6 +310,7 @@ pub fn build(obs: &Observations, opts: &SnapshotOptions, tracker: &mut BrokerTra
             .collect(),
         certificates: kube.certificates.iter().map(|c| certificate(c, now)).collect(),
         broker_quota: opts.broker_quota,
+        backups: obs.backups.as_ref().and_then(|b| b.ok()).map(|(_, entries)| catalog(entries, now)),
     }
 }
 

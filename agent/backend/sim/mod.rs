@@ -1,5 +1,6 @@
 //! The simulated backend: one [`SimCluster`] behind the same traits as the real backends.
 
+mod backups;
 mod model;
 mod ops;
 pub mod spec;
@@ -34,7 +35,14 @@ impl SimBackend {
 
     /// The three backends, all answered by this cluster.
     pub fn backends(&self) -> Backends {
-        Backends { metrics: Arc::new(self.clone()), kafka: Arc::new(self.clone()), kube: Arc::new(self.clone()) }
+        let backups =
+            self.lock().is_ok_and(|c| c.spec.backups).then(|| Arc::new(self.clone()) as Arc<dyn super::BackupStore>);
+        Backends {
+            metrics: Arc::new(self.clone()),
+            kafka: Arc::new(self.clone()),
+            kube: Arc::new(self.clone()),
+            backups,
+        }
     }
 
     /// Lock the cluster, to advance it, inject faults or inspect it.

@@ -125,6 +125,8 @@ pub struct SimCluster {
     pub(super) samples: BTreeMap<i32, BrokerSeries>,
     next_sample: Timestamp,
     pub(super) pending: Vec<(Timestamp, Pending)>,
+    /// Simulated backups and when each finishes.
+    pub(super) backups: Vec<(crate::collect::BackupEntry, Timestamp)>,
 }
 
 /// Deterministic noise in [-1, 1] from a seed and coordinates (splitmix64).
@@ -162,6 +164,7 @@ impl SimCluster {
             samples: BTreeMap::new(),
             next_sample: start,
             pending: Vec::new(),
+            backups: Vec::new(),
             spec,
         };
         for id in 0..i32::try_from(sim.spec.brokers).map_err(|_| "cluster.brokers: too many".to_string())? {

@@ -121,6 +121,16 @@ pub struct ClusterSpec {
     /// The node pool's `strimzi.io/remove-node-ids` annotation at the start.
     #[serde(default)]
     pub remove_node_ids: Vec<i32>,
+    /// The cluster has backup storage: backups are simulated (each takes its topic's size
+    /// over `backup_bytes_per_second`) and the backup policy can schedule them.
+    #[serde(default)]
+    pub backups: bool,
+    #[serde(default = "default_backup_rate")]
+    pub backup_bytes_per_second: Bytes,
+}
+
+fn default_backup_rate() -> Bytes {
+    Bytes(100_000_000)
 }
 
 const fn default_cert_days() -> f64 {
@@ -182,6 +192,8 @@ impl ClusterSpec {
             timing: Timing::default(),
             seed: 1,
             remove_node_ids: Vec::new(),
+            backups: false,
+            backup_bytes_per_second: default_backup_rate(),
         }
     }
 }
