@@ -67,6 +67,7 @@ pub struct ClusterAgent {
     states: BTreeMap<i32, crate::snapshot::BrokerState>,
     /// Where the latest snapshot is published, if anywhere.
     published: Option<SharedSnapshots>,
+    trends: Option<Arc<crate::recent::Recent>>,
 }
 
 /// The cost saved by running fewer brokers than the largest node pool the agent has seen.
@@ -98,12 +99,18 @@ impl ClusterAgent {
             savings: Savings::default(),
             states: BTreeMap::new(),
             published: None,
+            trends: None,
         })
     }
 
     /// Publish each tick's snapshot to `to` (the health API reads it).
     pub fn publish_to(&mut self, to: SharedSnapshots) {
         self.published = Some(to);
+    }
+
+    /// Sample each tick's snapshot into `to` (the health report's trends).
+    pub fn sample_trends_to(&mut self, to: Arc<crate::recent::Recent>) {
+        self.trends = Some(to);
     }
 
     /// Cluster name.
@@ -137,6 +144,9 @@ impl ClusterAgent {
         self.report_state_changes(&snapshot, now);
         if let Some(Ok(mut w)) = self.published.as_ref().map(|p| p.write()) {
             w.insert(self.name.clone(), Arc::new(snapshot.clone()));
+        }
+        if let Some(t) = &self.trends {
+            t.sample(&snapshot);
         }
         self.account_savings(&snapshot, now);
         snapshot

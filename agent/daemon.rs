@@ -9,6 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::act::{FileJournal, Journal, KubeJournal, Shared};
 use crate::agent::{self, ClusterAgent, PipelineSettings, SharedPolicies};
+use crate::alertmanager;
+use crate::auth::Guard;
 use crate::backend::{Backends, BackupStore};
 use crate::backup::jobs::{ClusterBackups, Jobs, JobsConfig};
 use crate::backup::kafka::Endpoint;
@@ -20,6 +22,7 @@ use crate::leader::{AlwaysLeader, LeaderGate, LeaseElector};
 use crate::notify::Notifier;
 use crate::operations::OperationLog;
 use crate::policy::PolicyStore;
+use crate::recent::Recent;
 use crate::scenario::{self, Driver, Scenario};
 use crate::time::Timestamp;
 
@@ -42,6 +45,10 @@ pub enum Error {
     Leader { source: crate::backend::Error },
     #[error("failed to install the metrics recorder: {message}")]
     Metrics { message: String },
+    #[error("API security (api.auth)")]
+    Security { source: crate::auth::SetupError },
+    #[error("API TLS (api.tls)")]
+    Tls { source: crate::tls::Error },
 }
 
 fn simulated(cluster: &ClusterConfig) -> Result<Driver, Error> {
@@ -72,8 +79,8 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
         leader_election,
         kubernetes_journal,
         notifications,
-        api: _,
-        alertmanager: _,
+        api,
+        alertmanager,
         backups,
         clusters,
     } = config;
@@ -111,11 +118,24 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
     }
     let operations = Arc::new(OperationLog::default());
     sinks.push(operations.clone());
+    let recent = Arc::new(Recent::default());
+    sinks.push(recent.clone());
     let mut tasks = JoinSet::new();
     if !notifications.is_empty() {
         let (notifier, post) = Notifier::new(notifications);
         sinks.push(Arc::new(notifier));
-        tasks.spawn(post);
+        let stop = cancel.clone();
+        // The poster waits for notifications as long as anything can emit one; at shutdown it
+        // gets a few seconds to deliver what is queued, then stops (the agent must exit).
+        tasks.spawn(async move {
+            tokio::pin!(post);
+            tokio::select! {
+                () = &mut post => {}
+                () = stop.cancelled() => {
+                    let _ = tokio::time::timeout(Duration::from_secs(3), post).await;
+                }
+            }
+        });
     }
     let events = Events::new(sinks);
     // Events and the Lease name this agent instance: the pod name in Kubernetes, else the host.
@@ -168,6 +188,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
             .await
             .map_err(|source| Error::Journal { source })?;
         pipeline.publish_to(snapshots.clone());
+        pipeline.sample_trends_to(recent.clone());
         let Some(rx) = receivers.remove(&cluster.name) else {
             continue;
         };
@@ -187,20 +208,28 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
         }
     };
     tasks.spawn(reload);
+    let guard = Guard::new(&api, events.clone()).map_err(|source| Error::Security { source })?;
+    if !guard.requires_tokens() && !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "the API takes no tokens (api.auth.jwt is not set) and listens beyond loopback");
+    }
+    let tls = api.tls.as_ref().map(crate::tls::acceptor).transpose().map_err(|source| Error::Tls { source })?;
+    let keys = clusters
+        .iter()
+        .map(|c| alertmanager::ClusterKey {
+            name: c.name.clone(),
+            kafka: c.kafka.clone(),
+            namespace: c.namespace.clone(),
+        })
+        .collect();
+    let alerts = Arc::new(alertmanager::Router::new(alertmanager, keys));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| Error::Listen { addr: listen.to_string(), source })?;
-    tracing::info!(%listen, region = %region, clusters = names.len(), dry_run, "agent running");
-    let app =
-        http::router(Arc::new(AppState { metrics: Some(handle), policies, triggers, operations, snapshots, jobs }));
-    let server_cancel = cancel.clone();
-    tasks.spawn(async move {
-        let served =
-            axum::serve(listener, app).with_graceful_shutdown(async move { server_cancel.cancelled().await }).await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    tracing::info!(%listen, region = %region, clusters = names.len(), dry_run, tls = tls.is_some(), "agent running");
+    let state =
+        AppState { guard, recent, alerts, metrics: Some(handle), policies, triggers, operations, snapshots, jobs };
+    let app = http::router(Arc::new(state));
+    tasks.spawn(crate::tls::serve(listener, app, tls, cancel.clone()));
     while tasks.join_next().await.is_some() {}
     tracing::info!("agent stopped");
     Ok(())

@@ -93,6 +93,8 @@ pub enum Body {
     SourceError { source: String, category: String, message: String },
     /// The journal could not be written; the operation waits.
     JournalError { operation: String, message: String },
+    /// A request to the API that changes something, whoever made it and the answer.
+    ApiCall { method: String, path: String, caller: String, status: u16 },
     /// Simulation only: a fault was injected.
     Fault {
         #[serde(flatten)]
@@ -190,6 +192,9 @@ fn log_and_count(e: &Event) {
             tracing::warn!(cluster = %e.cluster, source = %source, category = %category, error = %message, "source read failed");
             metrics::counter!(telemetry::SOURCE_ERRORS, "cluster" => cluster, "source" => source.clone(), "category" => category.clone()).increment(1);
         }
+        Body::ApiCall { method, path, caller, status } => {
+            tracing::info!(cluster = %e.cluster, method = %method, path = %path, caller = %caller, status, "API request");
+        }
         Body::JournalError { operation, message } => {
             tracing::error!(cluster = %e.cluster, operation = %operation, error = %message, "journal write failed; operation paused");
             metrics::counter!(telemetry::JOURNAL_ERRORS, "cluster" => cluster).increment(1);
@@ -232,6 +237,7 @@ impl Sink for AuditLog {
                 | Body::Action { .. }
                 | Body::Step { .. }
                 | Body::Outcome { .. }
+                | Body::ApiCall { .. }
         );
         if !audited {
             return;

@@ -71,6 +71,12 @@ pub struct HealthReport {
     pub certificates: Vec<CertificateHealth>,
     /// The newest operations on this cluster, the one in flight first.
     pub operations: Vec<OperationRecord>,
+    /// The newest decisions, actions, outcomes, broker state changes and errors, newest first.
+    #[serde(default)]
+    pub recent_events: Vec<crate::events::Event>,
+    /// How the cluster-wide metrics moved over the last hour.
+    #[serde(default)]
+    pub trends: std::collections::BTreeMap<String, crate::recent::Trend>,
 }
 
 /// Problem partitions listed one by one.
@@ -159,6 +165,8 @@ pub fn report(s: &Snapshot, operations: &[OperationRecord]) -> HealthReport {
             })
             .collect(),
         operations: ops,
+        recent_events: Vec::new(),
+        trends: std::collections::BTreeMap::new(),
     }
 }
 

@@ -16,14 +16,24 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{ScaleRequest, SharedPolicies, SharedSnapshots, Triggers};
+use crate::alertmanager;
+use crate::auth::Guard;
 use crate::backup::jobs::{Job, JobSpec, Jobs, Refused};
 use crate::backup::{Compression, Manifest};
+use crate::config::AlertmanagerConfig;
 use crate::health::{self, HealthReport};
 use crate::operations::{OperationLog, OperationRecord};
+use crate::recent::Recent;
 
 /// What the handlers read.
 #[derive(Clone)]
 pub struct AppState {
+    /// Authentication, rate limits and the audit of changes.
+    pub guard: Arc<Guard>,
+    /// Recent events and trends of every cluster.
+    pub recent: Arc<Recent>,
+    /// Maps Alertmanager's alerts to clusters and remembers which were seen.
+    pub alerts: Arc<alertmanager::Router>,
     pub metrics: Option<PrometheusHandle>,
     pub policies: SharedPolicies,
     /// The clusters' tasks, for requests.
@@ -41,9 +51,60 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+impl AppState {
+    /// An open API (no tokens, no limits) with nothing but policies and clusters' tasks: for
+    /// tests and benchmarks; the daemon fills in the rest.
+    pub fn basic(policies: SharedPolicies, triggers: Triggers) -> Self {
+        let clusters = triggers
+            .clusters()
+            .map(|c| alertmanager::ClusterKey { name: c.to_owned(), kafka: c.to_owned(), namespace: "kafka".into() })
+            .collect();
+        let labels =
+            AlertmanagerConfig { kafka_label: "strimzi_io_cluster".into(), namespace_label: Some("namespace".into()) };
+        Self {
+            guard: Guard::open(crate::events::Events::default()),
+            recent: Arc::default(),
+            alerts: Arc::new(alertmanager::Router::new(labels, clusters)),
+            metrics: None,
+            policies,
+            triggers,
+            operations: Arc::default(),
+            snapshots: SharedSnapshots::default(),
+            jobs: None,
+        }
+    }
+}
+
+/// Every route: method and path, as the OpenAPI document lists them.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/metrics"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/api/v1/openapi.json"),
+    ("get", "/api/v1/clusters"),
+    ("get", "/api/v1/clusters/{name}/health"),
+    ("post", "/api/v1/clusters/{name}/scale"),
+    ("get", "/api/v1/operations"),
+    ("get", "/api/v1/operations/{id}"),
+    ("get", "/api/v1/decisions"),
+    ("post", "/api/v1/alertmanager"),
+    ("post", "/api/v1/clusters/{name}/backups"),
+    ("get", "/api/v1/backups"),
+    ("get", "/api/v1/backups/{id}"),
+    ("post", "/api/v1/backups/{id}/restore"),
+    ("post", "/api/v1/migrations"),
+    ("post", "/api/v1/clusters/{name}/drain"),
+    ("get", "/api/v1/jobs"),
+    ("get", "/api/v1/jobs/{id}"),
+];
+
 /// The router; tests drive it with `tower::ServiceExt::oneshot`.
 pub fn router(state: Arc<AppState>) -> Router {
+    let guard = Arc::clone(&state.guard);
     Router::new()
+        .route("/api/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
+        .route("/api/v1/decisions", get(decisions))
+        .route("/api/v1/alertmanager", post(alertmanager_webhook))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -60,6 +121,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/clusters/{name}/drain", post(drain))
         .route("/api/v1/jobs", get(jobs))
         .route("/api/v1/jobs/{id}", get(job))
+        .layer(axum::middleware::from_fn_with_state(guard, crate::auth::guard))
         .with_state(state)
 }
 
@@ -179,7 +241,63 @@ async fn cluster_health(
     let snapshot = snapshot.ok_or_else(|| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cluster {name} has not been observed yet"))
     })?;
-    Ok(Json(health::report(&snapshot, &s.operations.list(Some(&name)))))
+    let mut report = health::report(&snapshot, &s.operations.list(Some(&name)));
+    report.recent_events = s.recent.events(&name, RECENT_EVENTS);
+    report.trends = s.recent.trends(&name);
+    Ok(Json(report))
+}
+
+/// Events listed in a health report.
+const RECENT_EVENTS: usize = 50;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionsQuery {
+    cluster: Option<String>,
+    limit: Option<usize>,
+}
+
+/// What the policies decided and why, and what came of it (deferred and why, actions,
+/// outcomes), newest first.
+async fn decisions(State(s): State<Arc<AppState>>, Query(q): Query<DecisionsQuery>) -> Json<Vec<crate::events::Event>> {
+    Json(s.recent.decisions(q.cluster.as_deref(), q.limit.unwrap_or(100).min(1000)))
+}
+
+/// What the webhook did with a payload.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WebhookAnswer {
+    /// Clusters whose evaluation was queued now.
+    pub triggered: Vec<String>,
+    /// Clusters with an evaluation already queued (it covers these alerts).
+    pub already_queued: Vec<String>,
+    pub duplicates: usize,
+    pub unmatched: usize,
+}
+
+/// `POST /api/v1/alertmanager`: queue an evaluation of each cluster with new alert states.
+async fn alertmanager_webhook(State(s): State<Arc<AppState>>, body: Bytes) -> Result<Json<WebhookAnswer>, ApiError> {
+    let payload = alertmanager::parse(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let routed = s.alerts.route(&payload, crate::time::Timestamp::now());
+    let mut answer = WebhookAnswer {
+        triggered: Vec::new(),
+        already_queued: Vec::new(),
+        duplicates: routed.duplicates,
+        unmatched: routed.unmatched,
+    };
+    for (cluster, alerts) in routed.triggered {
+        let names: Vec<&str> = alerts.iter().map(|a| a.name.as_str()).collect();
+        tracing::info!(cluster = %cluster, alerts = ?names, "alerts received: evaluating now");
+        if s.triggers.trigger(&cluster, crate::agent::Trigger { alerts }) {
+            answer.triggered.push(cluster);
+        } else {
+            answer.already_queued.push(cluster);
+        }
+    }
+    for (result, n) in [("duplicate", answer.duplicates), ("unmatched", answer.unmatched)] {
+        metrics::counter!(crate::telemetry::ALERTS, "result" => result).increment(n as u64);
+    }
+    metrics::counter!(crate::telemetry::ALERTS, "result" => "triggered").increment(answer.triggered.len() as u64);
+    Ok(Json(answer))
 }
 
 #[derive(Debug, Deserialize)]
@@ -397,14 +515,7 @@ mod tests {
 
     fn app() -> Router {
         let set = PolicySet::embedded(None, Duration::from_secs(1)).unwrap();
-        router(Arc::new(AppState {
-            metrics: None,
-            policies: Arc::new(RwLock::new(Arc::new(set))),
-            triggers: Triggers::default(),
-            operations: Arc::default(),
-            snapshots: SharedSnapshots::default(),
-            jobs: None,
-        }))
+        router(Arc::new(AppState::basic(Arc::new(RwLock::new(Arc::new(set))), Triggers::default())))
     }
 
     async fn get(path: &str) -> (StatusCode, String) {

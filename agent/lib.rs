@@ -7,6 +7,8 @@
 
 pub mod act;
 pub mod agent;
+pub mod alertmanager;
+pub mod auth;
 pub mod backend;
 pub mod backup;
 pub mod client;
@@ -20,13 +22,16 @@ pub mod health;
 pub mod http;
 pub mod leader;
 pub mod notify;
+pub mod openapi;
 pub mod operations;
 pub mod plan;
 pub mod planner;
 pub mod policy;
 pub mod rebalance;
+pub mod recent;
 pub mod scenario;
 pub mod snapshot;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod units;

@@ -31,6 +31,7 @@ pub const REQUESTS: &str = "autopilot_requests_total";
 pub const SLA: &str = "autopilot_repair_sla_total";
 pub const BROKER_STATE: &str = "autopilot_broker_state";
 pub const CERT_DAYS: &str = "autopilot_certificate_days_to_expiry";
+pub const ALERTS: &str = "autopilot_alerts_received_total";
 pub const BACKUP_JOBS: &str = "autopilot_backup_jobs_total";
 pub const BACKUP_JOBS_RUNNING: &str = "autopilot_backup_jobs_running";
 pub const BACKUP_DURATION: &str = "autopilot_backup_job_duration_seconds";
@@ -94,6 +95,10 @@ pub fn describe() {
     describe_counter!(
         REQUESTS,
         "Operator requests (API, command line), by cluster, kind and result (accepted, refused)."
+    );
+    describe_counter!(
+        ALERTS,
+        "Alerts posted by Alertmanager, by result (triggered: clusters evaluated at once; duplicate; unmatched)."
     );
     describe_counter!(
         BACKUP_JOBS,

@@ -267,3 +267,18 @@ decisions contains d if {
 		"message": sprintf("pod %v of broker %v evicted from node %v (node pressure): following its rescheduling", [b.pod.name, b.id, b.pod.node]),
 	}
 }
+
+# Alerts from Alertmanager (they trigger an immediate evaluation): critical ones are relayed to
+# the operators with the cluster's name. The agent acts on its own observations, never on an
+# alert alone: the alert only makes it look now.
+decisions contains d if {
+	some a in input.alerts
+	a.status == "firing"
+	object.get(a.labels, "severity", "") == "critical"
+	d := {
+		"kind": "notify",
+		"severity": "critical",
+		"rule": "alert_firing",
+		"message": sprintf("Alertmanager: %v is firing for %v", [a.name, input.cluster.name]),
+	}
+}

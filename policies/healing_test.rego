@@ -162,3 +162,16 @@ test_an_evicted_pod_is_followed if {
 	d.kind == "recover_pod"
 	d.broker == 1
 }
+
+test_critical_alerts_are_relayed_and_warnings_are_not if {
+	alerts := [
+		{"name": "KafkaOfflinePartitions", "status": "firing", "labels": {"severity": "critical"}},
+		{"name": "KafkaUnderReplicatedPartitions", "status": "firing", "labels": {"severity": "warning"}},
+	]
+	inp := object.union(cluster([healthy(0), healthy(1), healthy(2)]), {"alerts": alerts})
+	ds := healing.decisions with input as object.union(inp, {"cluster": object.union(inp.cluster, {"name": "eu-1"})})
+	relayed := [x | some x in ds; x.rule == "alert_firing"]
+	count(relayed) == 1
+	relayed[0].kind == "notify"
+	relayed[0].message == "Alertmanager: KafkaOfflinePartitions is firing for eu-1"
+}

@@ -152,6 +152,9 @@ impl Printer {
             }
             Body::SourceError { source, message, .. } => format!("{t}  source {source} failed: {message}"),
             Body::JournalError { message, .. } => format!("{t}  JOURNAL ERROR: {message}"),
+            Body::ApiCall { method, path, caller, status } => {
+                format!("{t}  API        {method} {path} by {caller}: {status}")
+            }
             Body::Fault { fault } => format!("{t}  FAULT      {}", serde_json::to_string(fault).unwrap_or_default()),
             Body::Load { load, ramp } => {
                 let over = ramp.map(|r| format!(" over {}", humantime::format_duration(r))).unwrap_or_default();

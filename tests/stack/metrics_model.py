@@ -84,6 +84,10 @@ def samples(cluster, bid, b, counters, instance):
         ("container_network_transmit_bytes_total", {**base, "pod": pod, "interface": "eth0"}, counters["tx"]),
         ("kafka_server_replicamanager_underreplicatedpartitions",
          {**base, "strimzi_io_cluster": name, "pod": pod}, float(b.get("under_replicated", 0))),
+        ("kafka_server_replicamanager_underminisrpartitioncount",
+         {**base, "strimzi_io_cluster": name, "pod": pod}, float(b.get("under_min_isr", 0))),
+        ("kafka_controller_kafkacontroller_offlinepartitionscount",
+         {**base, "strimzi_io_cluster": name, "pod": pod}, float(b.get("offline", 0))),
     ]
     return out
 
@@ -97,6 +101,8 @@ TYPES = {
     "container_network_receive_bytes_total": ("counter", "Cumulative count of bytes received."),
     "container_network_transmit_bytes_total": ("counter", "Cumulative count of bytes transmitted."),
     "kafka_server_replicamanager_underreplicatedpartitions": ("gauge", "Under-replicated partitions."),
+    "kafka_server_replicamanager_underminisrpartitioncount": ("gauge", "Partitions under min.insync.replicas."),
+    "kafka_controller_kafkacontroller_offlinepartitionscount": ("gauge", "Partitions without a leader."),
 }
 
 

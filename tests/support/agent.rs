@@ -75,7 +75,11 @@ impl RunningAgent {
 
 /// Start `autopilot run` on the stack's real components with `policies` as its policy directory.
 pub fn start(stack: &Stack, dir: &Path, policies: &Path) -> RunningAgent {
-    let port = free_port();
+    start_with(stack, dir, policies, free_port(), "")
+}
+
+/// [`start`] on a given port, with `api` appended to the `api:` mapping (`, auth: {...}`).
+pub fn start_with(stack: &Stack, dir: &Path, policies: &Path, port: u16, api: &str) -> RunningAgent {
     let config = format!(
         r#"region: e2e
 interval: 2s
@@ -84,7 +88,7 @@ journal_path: journal.json
 audit_log: audit.jsonl
 policy: {{dir: "{policies}", reload_interval: 500ms}}
 limits: {{max_data_age: 60s, metrics_window: 15m}}
-api: {{listen: "127.0.0.1:{port}"}}
+api: {{listen: "127.0.0.1:{port}"{api}}}
 clusters:
   - name: prod-kafka-01
     namespace: kafka
