@@ -196,4 +196,18 @@ fn manual_scaling_is_validated_started_and_followed_through_the_api() {
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     let requests: Vec<&str> = audit.lines().filter(|l| l.contains("\"type\":\"request\"")).collect();
     assert_eq!(requests.len(), 3, "every request that reached a cluster is audited, accepted or refused: {requests:?}");
+    let calls = audit.lines().filter(|l| l.contains("\"type\":\"api_call\"")).count();
+    assert_eq!(calls, 4, "every API call that asks for a change is audited with its answer: {audit}");
+
+    // The health report now also lists what happened (newest first) and the trends of the hour.
+    let health = get(port, "/api/v1/clusters/prod-kafka-01/health").unwrap();
+    let body: serde_json::Value = serde_json::from_str(&health[health.find('{').unwrap()..]).unwrap();
+    let events = body["recent_events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["type"] == "request" && e["source"] == "api"), "{body}");
+    assert!(events.iter().any(|e| e["type"] == "action" && e["kind"] == "scale_brokers"), "{body}");
+    let cpu = &body["trends"]["cpu"];
+    assert!(cpu["samples"].as_u64().unwrap() >= 2 && cpu["current"].is_number(), "{body}");
+    assert!(body["trends"]["under_replicated_partitions"]["max"].is_number(), "{body}");
+    let decisions = get(port, "/api/v1/decisions?cluster=prod-kafka-01&limit=5").unwrap();
+    assert!(decisions.starts_with("HTTP/1.1 200") && decisions.contains("scale_brokers"), "{decisions}");
 }

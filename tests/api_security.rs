@@ -244,3 +244,42 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_of_the_client_ca() {
             .unwrap();
     assert!(!ok, "a certificate of another CA is refused: {out}");
 }
+
+#[test]
+fn es256_tokens_verify_against_the_public_key_and_keys_are_checked_at_start() {
+    use autopilot::auth::JwtVerifier;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl(d, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ec.pem"]);
+    openssl(d, &["pkcs8", "-topk8", "-nocrypt", "-in", "ec.pem", "-out", "ec8.pem"]);
+    openssl(d, &["ec", "-in", "ec.pem", "-pubout", "-out", "ec.pub"]);
+    let cfg = |key: &str, alg| JwtConfig {
+        algorithm: alg,
+        key_file: d.join(key),
+        issuer: Some("idp".into()),
+        audience: Some("kafka-autopilot".into()),
+        roles_claim: "groups".into(),
+    };
+    let v = JwtVerifier::new(&cfg("ec.pub", JwtAlgorithm::ES256)).unwrap();
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+    let sign = |claims: serde_json::Value| {
+        let key = EncodingKey::from_ec_pem(&std::fs::read(d.join("ec8.pem")).unwrap()).unwrap();
+        encode(&Header::new(jsonwebtoken::Algorithm::ES256), &claims, &key).unwrap()
+    };
+    let good = sign(
+        serde_json::json!({"sub": "carol", "groups": "viewer operator", "exp": exp, "iss": "idp", "aud": "kafka-autopilot"}),
+    );
+    let caller = v.verify(&good).unwrap();
+    assert_eq!((caller.id.as_str(), caller.roles.len()), ("carol", 2));
+    let wrong_aud =
+        sign(serde_json::json!({"sub": "carol", "groups": ["viewer"], "exp": exp, "iss": "idp", "aud": "other"}));
+    assert_eq!(v.verify(&wrong_aud).unwrap_err(), "invalid token: wrong audience");
+    let hs = token("carol", &["viewer"], 600, SECRET);
+    assert!(v.verify(&hs).is_err(), "an HS256 token is refused where ES256 is configured");
+    // Unusable keys stop the agent at start, naming the file.
+    std::fs::write(d.join("short.key"), "too-short").unwrap();
+    let err = JwtVerifier::new(&cfg("short.key", JwtAlgorithm::HS256)).unwrap_err().to_string();
+    assert!(err.contains("short.key") && err.contains("at least 32 bytes"), "{err}");
+    let err = JwtVerifier::new(&cfg("missing.pub", JwtAlgorithm::RS256)).unwrap_err().to_string();
+    assert!(err.contains("missing.pub"), "{err}");
+}
