@@ -423,12 +423,8 @@ async fn serve_jobs(stack: &Stack, dir: &std::path::Path) -> (String, Arc<autopi
     });
     let policies = autopilot::policy::PolicySet::embedded(None, Duration::from_secs(1)).unwrap();
     let state = AppState {
-        metrics: None,
-        policies: Arc::new(std::sync::RwLock::new(Arc::new(policies))),
-        triggers: autopilot::agent::Triggers::default(),
-        operations: Arc::default(),
-        snapshots: autopilot::agent::SharedSnapshots::default(),
         jobs: Some(Arc::clone(&jobs)),
+        ..AppState::basic(Arc::new(std::sync::RwLock::new(Arc::new(policies))), autopilot::agent::Triggers::default())
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

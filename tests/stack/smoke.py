@@ -112,8 +112,11 @@ def check_prometheus(env):
     check("prometheus: under-replicated partitions 0", near(r, 0, 0), r)
     code, body = http("GET", f"{prom}/api/v1/targets")
     t = body["data"]["activeTargets"] if code == 200 else []
-    check("prometheus: one target, job autopilot-test-exporter, up",
-          len(t) == 1 and t[0]["labels"]["job"] == "autopilot-test-exporter" and t[0]["health"] == "up",
+    jobs = {x["labels"]["job"]: x for x in t}
+    check("prometheus: two targets: the exporter (up) and the agent's port (job autopilot-agent)",
+          len(t) == 2 and jobs.get("autopilot-test-exporter", {}).get("health") == "up"
+          and jobs.get("autopilot-agent", {}).get("scrapeUrl", "").endswith(
+              env["AUTOPILOT_TEST_ALERTMANAGER_WEBHOOK_URL"].split("/api/")[0].split("//")[1] + "/metrics"),
           [(x["labels"], x["health"]) for x in t])
     code, body = http("GET", f"{prom}/api/v1/alertmanagers")
     am = body["data"]["activeAlertmanagers"] if code == 200 else []
