@@ -411,12 +411,17 @@ async fn backups(State(s): State<Arc<AppState>>) -> Result<Json<Vec<BackupLine>>
     Ok(Json(list.iter().map(line).collect()))
 }
 
-async fn backup_manifest(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Manifest>, ApiError> {
-    let storage = Arc::clone(jobs_of(&s)?.storage());
-    let found = tokio::task::spawn_blocking(move || Manifest::load(storage.as_ref(), &id))
+/// A backup's manifest from storage (off the async threads); 404 naming what is wrong.
+async fn load_manifest(s: &AppState, id: &str) -> Result<Manifest, ApiError> {
+    let (storage, id) = (Arc::clone(jobs_of(s)?.storage()), id.to_owned());
+    tokio::task::spawn_blocking(move || Manifest::load(storage.as_ref(), &id))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    found.map(Json).map_err(|e| ApiError::new(StatusCode::NOT_FOUND, format!("{:#}", anyhow::Error::new(e))))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, format!("{:#}", anyhow::Error::new(e))))
+}
+
+async fn backup_manifest(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Manifest>, ApiError> {
+    load_manifest(&s, &id).await.map(Json)
 }
 
 /// Body of `POST /api/v1/backups/{id}/restore`.
@@ -439,15 +444,7 @@ async fn restore(
     let RestoreBody { to_topic, cluster, dry_run } = body(&bytes)?;
     let cluster = match cluster {
         Some(c) => c,
-        None => {
-            let storage = Arc::clone(jobs_of(&s)?.storage());
-            let backup = id.clone();
-            tokio::task::spawn_blocking(move || Manifest::load(storage.as_ref(), &backup))
-                .await
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-                .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, format!("{:#}", anyhow::Error::new(e))))?
-                .cluster
-        }
+        None => load_manifest(&s, &id).await?.cluster,
     };
     submit(&s, JobSpec::Restore { backup: id, cluster, to_topic, dry_run })
 }

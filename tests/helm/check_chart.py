@@ -729,16 +729,7 @@ class Checker:
         self.run("values.schema.json rejects bad values", self.schema_rejects_bad_values)
         self.run("templates refuse inconsistent values", self.template_refuses_bad_combinations)
         for name, overrides in value_sets()["core"].items():
-            self.run(f"render {name}", self.render, name, overrides)
-            if name not in self.renders:
-                continue
-            self.run(f"{name}: kubernetes-validate --strict", self.kubernetes_valid, name)
-            self.run(f"{name}: RBAC exact, no wildcards", self.rbac, name)
-            self.run(f"{name}: Deployment (security context, mounts, probes, spread)", self.deployment, name)
-            self.run(f"{name}: policies ConfigMap", self.configmaps, name)
-            self.run(f"{name}: Service, ServiceMonitor, PDB", self.service_and_monitoring, name)
-            self.run(f"{name}: NetworkPolicy", self.network_policy, name)
-            self.run(f"{name}: autopilot check-config", self.check_config, name)
+            self.render_and_check(name, overrides, ("policies ConfigMap", self.configmaps))
         self.run("schema in step with agent/config.rs and agent/plan.rs", self.schema_follows_agent_config)
         self.run("checksum/config rolls on config changes only", self.checksum_rolls_on_config_only)
         self.run("PrometheusRule from files/rules", self.prometheus_rule)
@@ -746,16 +737,20 @@ class Checker:
 
     def api_security(self):
         for name, overrides in value_sets()["api-security"].items():
-            self.run(f"render {name}", self.render, name, overrides)
-            if name not in self.renders:
-                continue
-            self.run(f"{name}: kubernetes-validate --strict", self.kubernetes_valid, name)
-            self.run(f"{name}: RBAC exact, no wildcards", self.rbac, name)
-            self.run(f"{name}: Deployment (security context, mounts, probes, spread)", self.deployment, name)
-            self.run(f"{name}: Service, ServiceMonitor, PDB", self.service_and_monitoring, name)
-            self.run(f"{name}: NetworkPolicy", self.network_policy, name)
-            self.run(f"{name}: secrets mounted where the config points", self.secret_mounts, name)
-            self.run(f"{name}: autopilot check-config", self.check_config, name)
+            self.render_and_check(name, overrides, ("secrets mounted where the config points", self.secret_mounts))
+
+    def render_and_check(self, name, overrides, extra):
+        """Render one value set and run the checks every render gets, plus `extra` (title, check)."""
+        self.run(f"render {name}", self.render, name, overrides)
+        if name not in self.renders:
+            return
+        self.run(f"{name}: kubernetes-validate --strict", self.kubernetes_valid, name)
+        self.run(f"{name}: RBAC exact, no wildcards", self.rbac, name)
+        self.run(f"{name}: Deployment (security context, mounts, probes, spread)", self.deployment, name)
+        self.run(f"{name}: {extra[0]}", extra[1], name)
+        self.run(f"{name}: Service, ServiceMonitor, PDB", self.service_and_monitoring, name)
+        self.run(f"{name}: NetworkPolicy", self.network_policy, name)
+        self.run(f"{name}: autopilot check-config", self.check_config, name)
 
     def secret_mounts(self, name):
         r = self.renders[name]
