@@ -134,6 +134,12 @@ impl Router {
         let mut changed: BTreeSet<String> = BTreeSet::new();
         let mut st = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         st.seen.retain(|_, at| now - *at < REMEMBER);
+        // An alert that stopped being sent (Alertmanager restarted, the rule was deleted) without
+        // a resolution is forgotten with its last sighting, so memory stays bounded.
+        let State { seen, firing } = &mut *st;
+        for alerts in firing.values_mut() {
+            alerts.retain(|fp, _| seen.contains_key(&(fp.clone(), "firing".to_owned())));
+        }
         for a in &p.alerts {
             let Some(cluster) = self.cluster_of(&a.labels) else {
                 out.unmatched += 1;
@@ -223,6 +229,17 @@ mod tests {
         // And firing anew after the resolution is news.
         let refire = payload(&[("firing", "KafkaOfflinePartitions", "main", "a1")]);
         assert_eq!(r.route(&parse(&refire).unwrap(), now + Duration::from_secs(120)).triggered.len(), 1);
+    }
+
+    #[test]
+    fn alerts_no_longer_sent_are_forgotten() {
+        let r = router(Some("namespace"));
+        let t0 = Timestamp::from_millis(0);
+        r.route(&parse(&payload(&[("firing", "Old", "main", "o1")])).unwrap(), t0);
+        let later = t0 + REMEMBER + Duration::from_secs(1);
+        let got = r.route(&parse(&payload(&[("firing", "New", "main", "n1")])).unwrap(), later);
+        let names: Vec<&str> = got.triggered["eu-1"].iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["New"], "the alert unseen for {REMEMBER:?} is gone");
     }
 
     #[test]
