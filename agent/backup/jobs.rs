@@ -542,18 +542,17 @@ impl BackupStore for ClusterBackups {
             .await
             .map_err(backend_error)?
             .map_err(backend_error)?;
-        let running: Vec<String> = self
+        let running: Vec<Job> = self
             .jobs
             .list()
             .into_iter()
-            .filter(|j| !j.finished() && matches!(j.spec, JobSpec::Backup { .. }))
-            .map(|j| j.id)
+            .filter(|j| !j.finished() && matches!(&j.spec, JobSpec::Backup { cluster, .. } if *cluster == self.cluster))
             .collect();
-        Ok(manifests
+        let mut entries: Vec<BackupEntry> = manifests
             .into_iter()
             .filter(|m| m.cluster == self.cluster)
             .map(|m| BackupEntry {
-                running: running.contains(&m.id),
+                running: running.iter().any(|j| j.id == m.id),
                 records: m.partitions.values().map(|p| p.records()).sum(),
                 stored_bytes: m.partitions.values().flat_map(|p| &p.segments).map(|s| s.summary.stored_bytes).sum(),
                 id: m.id,
@@ -561,7 +560,24 @@ impl BackupStore for ClusterBackups {
                 created_at: m.created_at,
                 completed_at: m.completed_at,
             })
-            .collect())
+            .collect();
+        // A job that has not written its manifest yet is running all the same: without it, the
+        // policy would find the topic without a backup and ask for another.
+        let known: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+        for j in running.iter().filter(|j| !known.contains(&j.id)) {
+            if let JobSpec::Backup { topic, .. } = &j.spec {
+                entries.push(BackupEntry {
+                    id: j.id.clone(),
+                    topic: topic.clone(),
+                    created_at: j.submitted_at,
+                    completed_at: None,
+                    running: true,
+                    records: 0,
+                    stored_bytes: 0,
+                });
+            }
+        }
+        Ok(entries)
     }
 
     async fn start_backup(

@@ -80,6 +80,11 @@ pub fn start(stack: &Stack, dir: &Path, policies: &Path) -> RunningAgent {
 
 /// [`start`] on a given port, with `api` appended to the `api:` mapping (`, auth: {...}`).
 pub fn start_with(stack: &Stack, dir: &Path, policies: &Path, port: u16, api: &str) -> RunningAgent {
+    start_config(stack, dir, policies, port, api, "")
+}
+
+/// [`start_with`], with `extra` top-level config lines (`backups: {...}`).
+pub fn start_config(stack: &Stack, dir: &Path, policies: &Path, port: u16, api: &str, extra: &str) -> RunningAgent {
     let config = format!(
         r#"region: e2e
 interval: 2s
@@ -89,6 +94,7 @@ audit_log: audit.jsonl
 policy: {{dir: "{policies}", reload_interval: 500ms}}
 limits: {{max_data_age: 60s, metrics_window: 15m}}
 api: {{listen: "127.0.0.1:{port}"{api}}}
+{extra}
 clusters:
   - name: prod-kafka-01
     namespace: kafka
