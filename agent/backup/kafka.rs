@@ -223,66 +223,146 @@ fn record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
 
 /// Copy every partition that is not done into segments; resumes an interrupted backup.
 /// `progress` is called with (partition, records stored so far in it).
+///
+/// Every pending partition is read at once, and a writer thread compresses, checksums and
+/// stores full batches while the reader goes on fetching (a bounded channel between them keeps
+/// memory bounded): reading never waits for compression, and the broker never waits for a
+/// partition switch.
 pub async fn run(
     ep: &Endpoint,
+    storage: Arc<dyn Storage>,
+    m: Manifest,
+    idle: Duration,
+    progress: Arc<dyn Fn(i32, u64) + Send + Sync>,
+) -> Result<Manifest, Error> {
+    let mut config = ep.config();
+    // librdkafka's defaults wait up to 500 ms for data at each fetch and back off 1 s whenever
+    // its queue is full; a backup reads as fast as it can, so both are short unless set.
+    for (key, value) in [("fetch.wait.max.ms", "100"), ("fetch.queue.backoff.ms", "10")] {
+        if config.get(key).is_none() {
+            config.set(key, value);
+        }
+    }
+    tokio::task::spawn_blocking(move || read_all(&config, storage, m, idle, progress))
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+}
+
+/// A segment is cut at this many records or this many raw bytes, whichever comes first.
+const SEGMENT_BYTES: usize = 64 << 20;
+/// Raw bytes held in batches across all partitions; above it the largest batch is stored early
+/// (a shorter segment), so many partitions read at once never hold more than this.
+const BUFFERED_BYTES: usize = 256 << 20;
+
+fn read_all(
+    config: &ClientConfig,
     storage: Arc<dyn Storage>,
     mut m: Manifest,
     idle: Duration,
     progress: Arc<dyn Fn(i32, u64) + Send + Sync>,
 ) -> Result<Manifest, Error> {
-    let config = ep.config();
-    tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = config
-            .clone()
-            .set("group.id", format!("kafka-autopilot-backup-{}", m.id))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
-            .create()
-            .map_err(kafka("consumer"))?;
-        let parts: Vec<i32> = m.partitions.iter().filter(|(_, p)| !p.done()).map(|(id, _)| *id).collect();
-        for p in parts {
-            let (next, end) = (m.partitions[&p].next_offset(), m.partitions[&p].end_offset);
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&m.topic, p, Offset::Offset(next)).map_err(kafka("assign"))?;
-            c.assign(&tpl).map_err(kafka("assign"))?;
-            let mut batch: Vec<Record> = Vec::with_capacity(SEGMENT_RECORDS);
-            let (mut at, mut last_seen) = (next, Instant::now());
-            while at < end {
-                match c.poll(Duration::from_millis(500)) {
-                    Some(Ok(msg)) => {
-                        last_seen = Instant::now();
-                        if msg.offset() >= end {
-                            break;
-                        }
-                        at = msg.offset() + 1;
-                        batch.push(record(&msg));
-                        if batch.len() >= SEGMENT_RECORDS {
-                            m.append(storage.as_ref(), p, &batch)?;
-                            batch.clear();
-                            progress(p, m.partitions[&p].records());
-                        }
-                    }
-                    Some(Err(e)) => return Err(Error::Kafka { what: format!("partition {p}"), source: e }),
-                    None if last_seen.elapsed() > idle => {
-                        m.append(storage.as_ref(), p, &batch)?;
-                        return Err(Error::Stalled { partition: p, at, end, idle });
-                    }
-                    None => {}
-                }
-            }
-            m.append(storage.as_ref(), p, &batch)?;
-            // Offsets compacted or deleted at the end of the range still count as covered.
-            if let Some(entry) = m.partitions.get_mut(&p) {
-                entry.end_offset = entry.end_offset.min(entry.next_offset());
-            }
+    let c: BaseConsumer = config
+        .clone()
+        .set("group.id", format!("kafka-autopilot-backup-{}", m.id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .map_err(kafka("consumer"))?;
+    let ends: BTreeMap<i32, i64> =
+        m.partitions.iter().filter(|(_, p)| !p.done()).map(|(id, p)| (*id, p.end_offset)).collect();
+    let mut at: BTreeMap<i32, i64> = ends.keys().map(|p| (*p, m.partitions[p].next_offset())).collect();
+    let mut tpl = TopicPartitionList::new();
+    for (p, next) in &at {
+        tpl.add_partition_offset(&m.topic, *p, Offset::Offset(*next)).map_err(kafka("assign"))?;
+    }
+    if !at.is_empty() {
+        c.assign(&tpl).map_err(kafka("assign"))?;
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(i32, Vec<Record>)>(4);
+    let store = Arc::clone(&storage);
+    let writer = std::thread::spawn(move || -> Result<Manifest, Error> {
+        for (p, batch) in rx {
+            m.append(store.as_ref(), p, &batch)?;
             progress(p, m.partitions[&p].records());
         }
-        m.completed_at = Some(Timestamp::now());
-        m.save(storage.as_ref())?;
         Ok(m)
-    })
-    .await
-    .map_err(|e| Error::Task(e.to_string()))?
+    });
+    let mut batches: BTreeMap<i32, (Vec<Record>, usize)> = BTreeMap::new();
+    let mut open: Vec<i32> = ends.iter().filter(|(p, end)| at[p] < **end).map(|(p, _)| *p).collect();
+    let mut last_seen = Instant::now();
+    // Hand a partition's batch to the writer; false when the writer has stopped (its error wins).
+    let held = std::cell::Cell::new(0usize);
+    let flush = |p: i32, batches: &mut BTreeMap<i32, (Vec<Record>, usize)>| match batches.remove(&p) {
+        Some((b, bytes)) if !b.is_empty() => {
+            held.set(held.get() - bytes);
+            tx.send((p, b)).is_ok()
+        }
+        _ => true,
+    };
+    let read: Result<(), Error> = loop {
+        if open.is_empty() {
+            break Ok(());
+        }
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(msg)) => {
+                last_seen = Instant::now();
+                let p = msg.partition();
+                let Some(pos) = open.iter().position(|x| *x == p) else { continue };
+                let end = ends[&p];
+                if msg.offset() < end {
+                    at.insert(p, msg.offset() + 1);
+                    let r = record(&msg);
+                    let size = r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len);
+                    let (batch, bytes) = batches.entry(p).or_insert_with(|| (Vec::with_capacity(1024), 0));
+                    batch.push(r);
+                    *bytes += size;
+                    held.set(held.get() + size);
+                    let full = batch.len() >= SEGMENT_RECORDS || *bytes >= SEGMENT_BYTES;
+                    let cut = if full {
+                        Some(p)
+                    } else if held.get() >= BUFFERED_BYTES {
+                        batches.iter().max_by_key(|(_, b)| b.1).map(|(q, _)| *q)
+                    } else {
+                        None
+                    };
+                    if cut.is_some_and(|q| !flush(q, &mut batches)) {
+                        break Ok(());
+                    }
+                }
+                if msg.offset() + 1 >= end {
+                    open.swap_remove(pos);
+                    if !flush(p, &mut batches) {
+                        break Ok(());
+                    }
+                }
+            }
+            Some(Err(e)) => break Err(Error::Kafka { what: format!("partition {}", open[0]), source: e }),
+            None if last_seen.elapsed() > idle => {
+                let p = open[0];
+                break Err(Error::Stalled { partition: p, at: at[&p], end: ends[&p], idle });
+            }
+            None => {}
+        }
+    };
+    // Whatever was read is stored, so an interrupted backup resumes after it.
+    let partial: Vec<i32> = batches.keys().copied().collect();
+    for p in partial {
+        if !flush(p, &mut batches) {
+            break;
+        }
+    }
+    drop(tx);
+    let mut written = writer.join().map_err(|_| Error::Task("the backup writer panicked".into()))??;
+    read?;
+    for (p, entry) in written.partitions.iter_mut() {
+        // Offsets compacted or deleted at the end of the range still count as covered.
+        if ends.contains_key(p) {
+            entry.end_offset = entry.end_offset.min(entry.next_offset());
+        }
+    }
+    written.completed_at = Some(Timestamp::now());
+    written.save(storage.as_ref())?;
+    Ok(written)
 }
 
 /// What a restore wrote, or would write.
