@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
@@ -415,26 +414,69 @@ pub async fn restore(
     if dry_run {
         return Ok(report);
     }
-    let producer: FutureProducer = ep
-        .config()
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "60000")
-        .create()
-        .map_err(kafka("producer"))?;
-    let mut written = 0u64;
+    let (config, storage, m, target) = (ep.config(), Arc::clone(&storage), m.clone(), target.to_owned());
+    tokio::task::spawn_blocking(move || send_all(&config, storage.as_ref(), &m, &target, progress.as_ref()))
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+    Ok(report)
+}
+
+/// Counts deliveries and keeps the first failure (librdkafka calls it from its poll thread).
+#[derive(Default)]
+struct Deliveries {
+    delivered: std::sync::atomic::AtomicU64,
+    failed: std::sync::Mutex<Option<rdkafka::error::KafkaError>>,
+}
+
+impl rdkafka::ClientContext for Deliveries {}
+
+impl rdkafka::producer::ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, (): ()) {
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                let mut f = self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                f.get_or_insert_with(|| e.clone());
+            }
+        }
+    }
+}
+
+/// Send every record of `m` to `target` through one idempotent producer, pipelined: sends only
+/// wait when librdkafka's queue is full; a failed delivery fails the restore.
+fn send_all(
+    config: &ClientConfig,
+    storage: &dyn Storage,
+    m: &Manifest,
+    target: &str,
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<(), Error> {
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    let mut config = config.clone();
+    config.set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", "60000");
+    if config.get("linger.ms").is_none() {
+        config.set("linger.ms", "5");
+    }
+    let producer: ThreadedProducer<Deliveries> =
+        config.create_with_context(Deliveries::default()).map_err(kafka("producer"))?;
+    let failed = |what: &str| {
+        let f = producer.context().failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        f.map_or(Ok(()), |source| Err(Error::Kafka { what: what.to_owned(), source }))
+    };
+    let delivered = || producer.context().delivered.load(std::sync::atomic::Ordering::Relaxed);
+    let mut sent = 0u64;
     for p in m.partitions.keys() {
-        let records = m.read_partition(storage.as_ref(), *p)?;
         let what = format!("restore to {target}-{p}");
-        let mut pending = Vec::new();
-        for r in &records {
+        for r in m.read_partition(storage, *p)? {
             let mut headers = OwnedHeaders::new();
             for (k, v) in &r.headers {
                 headers = headers.insert(Header { key: k, value: v.as_deref() });
             }
-            let mut rec: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(target).partition(*p).headers(headers).timestamp(r.timestamp);
+            let mut rec: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(target).partition(*p).headers(headers).timestamp(r.timestamp);
             if let Some(k) = &r.key {
                 rec = rec.key(k.as_slice());
             }
@@ -442,44 +484,34 @@ pub async fn restore(
                 rec = rec.payload(v.as_slice());
             }
             loop {
-                match producer.send_result(rec) {
-                    Ok(delivery) => {
-                        pending.push(delivery);
-                        break;
-                    }
+                match producer.send(rec) {
+                    Ok(()) => break,
                     Err((
                         rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
                         back,
                     )) => {
-                        // The local queue is full: wait for what is in flight, then go on.
-                        written += pending.len() as u64;
-                        settle(&mut pending, &what).await?;
+                        // The local queue is full: let deliveries drain it, then go on.
+                        failed(&what)?;
+                        std::thread::sleep(Duration::from_millis(2));
                         rec = back;
                     }
                     Err((e, _)) => return Err(Error::Kafka { what, source: e }),
                 }
             }
-            if pending.len() >= 20_000 {
-                written += pending.len() as u64;
-                settle(&mut pending, &what).await?;
-                progress(written);
+            sent += 1;
+            if sent % 20_000 == 0 {
+                failed(&what)?;
+                progress(delivered());
             }
         }
-        written += pending.len() as u64;
-        settle(&mut pending, &what).await?;
-        progress(written);
+        failed(&what)?;
     }
-    Ok(report)
-}
-
-/// Wait for every queued send; the first failure fails the restore.
-async fn settle(pending: &mut Vec<rdkafka::producer::DeliveryFuture>, what: &str) -> Result<(), Error> {
-    for d in pending.drain(..) {
-        match d.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(Error::Kafka { what: what.to_owned(), source: e }),
-            Err(_) => return Err(Error::Task(format!("{what}: delivery report lost"))),
-        }
+    producer.flush(Duration::from_secs(120)).map_err(kafka("flush"))?;
+    failed(&format!("restore to {target}"))?;
+    let done = delivered();
+    progress(done);
+    if done != sent {
+        return Err(Error::Task(format!("{sent} records sent to {target} but {done} delivered")));
     }
     Ok(())
 }
