@@ -265,7 +265,7 @@ fn endpoint(t: &Target) -> anyhow::Result<(String, autopilot::backup::kafka::End
     if c.bootstrap_servers.is_empty() {
         bail!("cluster {name} has no bootstrap_servers in {}", path.display());
     }
-    Ok((c.name, Endpoint { bootstrap: c.bootstrap_servers, client: c.kafka_client }))
+    Ok((c.name.clone(), Endpoint::of(&c)))
 }
 
 pub async fn backup(command: BackupCommand) -> anyhow::Result<ExitCode> {
@@ -307,26 +307,14 @@ pub async fn backup(command: BackupCommand) -> anyhow::Result<ExitCode> {
                     bk::start(&ep, s.as_ref(), &req, now).await?
                 }
             };
-            let total: u64 =
-                m.partitions.values().map(|p| u64::try_from(p.end_offset - p.start_offset).unwrap_or(0)).sum();
+            let total = m.expected_records();
             let bar = Bar::new(&format!("backup {id}"), Some(total));
-            let per_partition = std::sync::Mutex::new(std::collections::BTreeMap::new());
             let shown = Arc::clone(&bar);
-            let progress = Arc::new(move |p: i32, n: u64| {
-                let mut d = per_partition.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                d.insert(p, n);
-                shown.set(d.values().sum(), Some(total));
-            });
             let started = std::time::Instant::now();
-            let m = bk::run(&ep, s, m, Duration::from_secs(30), progress).await;
+            let m = bk::run(&ep, s, m, Duration::from_secs(30), Arc::new(move |n| shown.set(n, Some(total)))).await;
             bar.finish();
             let m = m?;
-            let records: u64 = m.partitions.values().map(|p| p.records()).sum();
-            let (raw, stored): (u64, u64) = m
-                .partitions
-                .values()
-                .flat_map(|p| &p.segments)
-                .fold((0, 0), |(r, s), x| (r + x.summary.raw_bytes, s + x.summary.stored_bytes));
+            let (records, (raw, stored)) = (m.records(), m.bytes());
             let secs = started.elapsed().as_secs_f64();
             println!(
                 "backup {} complete: {records} records, {raw} bytes raw, {stored} stored (ratio {:.2}), {secs:.1}s, {:.1} MB/s",
@@ -338,7 +326,7 @@ pub async fn backup(command: BackupCommand) -> anyhow::Result<ExitCode> {
         }
         BackupCommand::List { dir } => {
             for m in Manifest::list(storage(&dir).as_ref())? {
-                let records: u64 = m.partitions.values().map(|p| p.records()).sum();
+                let records = m.records();
                 let state = if m.completed_at.is_some() { "complete" } else { "incomplete" };
                 println!(
                     "{}  {}/{}  {}  {} partitions  {records} records  {state}",
@@ -366,7 +354,7 @@ pub async fn backup(command: BackupCommand) -> anyhow::Result<ExitCode> {
             let (_, ep) = endpoint(&target)?;
             let s = storage(&dir);
             let m = Manifest::load(s.as_ref(), &id)?;
-            let total = m.partitions.values().map(|p| p.records()).sum();
+            let total = m.records();
             let bar = Bar::new(&format!("restore {id}"), Some(total));
             let shown = Arc::clone(&bar);
             let report =

@@ -88,10 +88,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), Error>
         let endpoints = clusters
             .iter()
             .filter(|c| !c.bootstrap_servers.is_empty())
-            .map(|c| {
-                let ep = Endpoint { bootstrap: c.bootstrap_servers.clone(), client: c.kafka_client.clone() };
-                (c.name.clone(), ep)
-            })
+            .map(|c| (c.name.clone(), Endpoint::of(c)))
             .collect();
         Jobs::new(JobsConfig {
             storage: Arc::new(FsStorage::new(&b.dir)),

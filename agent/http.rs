@@ -387,7 +387,7 @@ pub struct BackupLine {
 }
 
 fn line(m: &Manifest) -> BackupLine {
-    let segments = || m.partitions.values().flat_map(|p| &p.segments);
+    let (raw_bytes, stored_bytes) = m.bytes();
     BackupLine {
         id: m.id.clone(),
         cluster: m.cluster.clone(),
@@ -396,9 +396,9 @@ fn line(m: &Manifest) -> BackupLine {
         completed_at: m.completed_at,
         compression: m.compression,
         partitions: m.partitions.len(),
-        records: m.partitions.values().map(|p| p.records()).sum(),
-        raw_bytes: segments().map(|s| s.summary.raw_bytes).sum(),
-        stored_bytes: segments().map(|s| s.summary.stored_bytes).sum(),
+        records: m.records(),
+        raw_bytes,
+        stored_bytes,
     }
 }
 

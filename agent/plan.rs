@@ -327,7 +327,7 @@ pub fn plan(snapshot: &Snapshot, decisions: &[Decision], history: &History, limi
                 continue;
             }
             if let Some(left) = history.cooldown_left(kind, limits, now) {
-                out.deferred.push(defer(format!("cooldown: {} left", humantime::format_duration(round(left)))));
+                out.deferred.push(defer(format!("cooldown: {} left", crate::time::format_seconds(left))));
                 continue;
             }
         }
@@ -342,10 +342,6 @@ pub fn plan(snapshot: &Snapshot, decisions: &[Decision], history: &History, limi
         }
     }
     out
-}
-
-fn round(d: Duration) -> Duration {
-    Duration::from_secs(d.as_secs())
 }
 
 /// Check a request against the snapshot and fill in what the executor needs.

@@ -18,10 +18,9 @@ const EVENTS: usize = 200;
 const TREND_SPAN: Duration = Duration::from_secs(3600);
 
 /// One trend sample: cluster-wide values at one tick.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 struct Sample {
     at: Timestamp,
-    #[serde(skip)]
     values: BTreeMap<&'static str, f64>,
 }
 

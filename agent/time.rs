@@ -84,6 +84,11 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// `d` to the whole second, written as humantime writes durations (`1m 30s`), for messages.
+pub fn format_seconds(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_secs(d.as_secs()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

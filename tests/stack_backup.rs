@@ -22,9 +22,10 @@ use autopilot::time::Timestamp;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use support::kafka::{create_topic, unique};
+use support::cli::run as autopilot;
+use support::kafka::{batch_per_record_producer, create_topic, unique};
 use support::stack::Stack;
 
 const PARTITIONS: i32 = 6;
@@ -41,12 +42,7 @@ fn endpoint(stack: &Stack) -> Endpoint {
 }
 
 fn produce(bootstrap: &str, topic: &str, records: usize) {
-    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("batch.num.messages", "1")
-        .set("linger.ms", "0")
-        .create()
-        .unwrap();
+    let p = batch_per_record_producer(bootstrap);
     for i in 0..records {
         let key = format!("customer-{}", i % 977);
         let value = format!("{{\"order\":{i},\"amount\":{}}}", i * 31 % 10_000);
@@ -160,7 +156,7 @@ async fn a_backup_restores_record_for_record_and_damage_is_refused() {
     // The first run dies after finishing two partitions.
     let finished = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let f = finished.clone();
-    let dies: Arc<dyn Fn(i32, u64) + Send + Sync> = Arc::new(move |_, _| {
+    let dies: autopilot::backup::Progress = Arc::new(move |_| {
         if f.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == 2 {
             panic!("backup process killed");
         }
@@ -172,7 +168,7 @@ async fn a_backup_restores_record_for_record_and_damage_is_refused() {
     assert_eq!(done, 2, "two partitions were stored before the process died");
     assert!(partial.completed_at.is_none());
     // A new run resumes from the manifest and stores only what is missing.
-    let m = kafka::run(&ep, storage.clone(), partial, Duration::from_secs(20), Arc::new(|_, _| {})).await.unwrap();
+    let m = kafka::run(&ep, storage.clone(), partial, Duration::from_secs(20), Arc::new(|_| {})).await.unwrap();
     assert!(m.completed_at.is_some());
     let counts = m.verify(storage.as_ref()).unwrap();
     assert_eq!(counts.values().sum::<u64>(), RECORDS as u64, "{counts:?}");
@@ -216,12 +212,6 @@ async fn a_backup_restores_record_for_record_and_damage_is_refused() {
     .await
     .unwrap();
     assert_eq!(written, 0, "nothing restored from a damaged backup");
-}
-
-fn autopilot(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_autopilot")).args(args).output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
 #[tokio::test]

@@ -24,9 +24,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use support::kafka::{create_topic, unique};
+use support::kafka::{batch_per_record_producer, create_topic, unique};
 use support::stack::Stack;
 
 fn adapter(bootstrap: &str, timeout: Duration) -> KafkaCluster {
@@ -35,12 +35,7 @@ fn adapter(bootstrap: &str, timeout: Duration) -> KafkaCluster {
 
 /// Produce `n` records to partition 0, one record per batch (tansu's watermarks are right then).
 fn produce(bootstrap: &str, topic: &str, n: usize) {
-    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("batch.num.messages", "1")
-        .set("linger.ms", "0")
-        .create()
-        .unwrap();
+    let p = batch_per_record_producer(bootstrap);
     for i in 0..n {
         let key = i.to_string();
         p.send(BaseRecord::to(topic).partition(0).key(&key).payload("value")).map_err(|(e, _)| e).unwrap();

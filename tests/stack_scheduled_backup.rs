@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use support::agent::{free_port, http, start_config, wait_until};
-use support::kafka::{create_topic, unique};
+use support::kafka::{batch_per_record_producer, create_topic, unique};
 use support::stack::Stack;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,9 +22,8 @@ async fn the_backup_policy_schedules_a_backup_that_the_agent_runs_against_the_br
     create_topic(&stack.kafka, &topic, 3, &[]).await;
     let (b, t) = (stack.kafka.clone(), topic.clone());
     tokio::task::spawn_blocking(move || {
-        use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-        let p: ThreadedProducer<DefaultProducerContext> =
-            rdkafka::ClientConfig::new().set("bootstrap.servers", &b).set("batch.num.messages", "1").create().unwrap();
+        use rdkafka::producer::{BaseRecord, Producer};
+        let p = batch_per_record_producer(&b);
         for i in 0..300 {
             let (k, v) = (format!("k{i}"), format!("v{i}"));
             p.send(BaseRecord::to(&t).partition(i % 3).key(&k).payload(&v)).unwrap();

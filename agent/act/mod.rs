@@ -468,7 +468,7 @@ impl ClusterExecutor {
                 let met = took <= *sla;
                 let verdict = if met { "met" } else { "missed" };
                 metrics::counter!(telemetry::SLA, "cluster" => self.cluster.clone(), "kind" => op.kind().as_str(), "result" => verdict).increment(1);
-                let (took, sla) = (humantime::format_duration(round_secs(took)), humantime::format_duration(*sla));
+                let (took, sla) = (crate::time::format_seconds(took), humantime::format_duration(*sla));
                 format!("{detail}; replicas back in sync after {took}, SLA {sla} {verdict}")
             }
             _ => detail,
@@ -520,10 +520,6 @@ impl ClusterExecutor {
             Effect::Renew(secret) => kube.force_renew(secret).await,
         }
     }
-}
-
-fn round_secs(d: Duration) -> Duration {
-    Duration::from_secs(d.as_secs())
 }
 
 /// Kubernetes Event reason for an operation's end: `ScaleBrokersSucceeded`, `ScaleBrokersRolledBack`, ...

@@ -392,23 +392,11 @@ impl Jobs {
                         bk::start(&ep, storage.as_ref(), &req, Timestamp::now()).await?
                     }
                 };
-                let total = m.partitions.values().map(|p| u64::try_from(p.end_offset - p.start_offset).unwrap_or(0));
-                let total = total.sum();
+                let total = m.expected_records();
                 self.update(id, |j| j.total = Some(total));
-                let done = Arc::new(Mutex::new(BTreeMap::<i32, u64>::new()));
-                let report = self.progress(id);
-                let per_partition = Arc::new(move |p: i32, n: u64| {
-                    let mut d = done.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    d.insert(p, n);
-                    report(d.values().sum());
-                });
-                let m = bk::run(&ep, storage, m, self.cfg.idle, per_partition).await?;
-                let records: u64 = m.partitions.values().map(|p| p.records()).sum();
-                let (raw, stored) = m
-                    .partitions
-                    .values()
-                    .flat_map(|p| &p.segments)
-                    .fold((0, 0), |(r, s), x| (r + x.summary.raw_bytes, s + x.summary.stored_bytes));
+                let m = bk::run(&ep, storage, m, self.cfg.idle, self.progress(id)).await?;
+                let records = m.records();
+                let (raw, stored) = m.bytes();
                 let message = format!("backup {id} complete: {records} records, {raw} bytes raw, {stored} stored");
                 let result =
                     serde_json::json!({"backup": id, "records": records, "raw_bytes": raw, "stored_bytes": stored});
@@ -417,15 +405,10 @@ impl Jobs {
             JobSpec::Restore { backup, cluster, to_topic, dry_run } => {
                 let ep = endpoint(cluster)?;
                 let m = Manifest::load(storage.as_ref(), backup)?;
-                let records: u64 = m.partitions.values().map(|p| p.records()).sum();
-                self.update(id, |j| j.total = Some(records));
+                self.update(id, |j| j.total = Some(m.records()));
                 let r = bk::restore(&ep, storage, &m, to_topic, *dry_run, self.progress(id)).await?;
                 let written: u64 = r.records.values().sum();
-                let raw = if *dry_run {
-                    0
-                } else {
-                    m.partitions.values().flat_map(|p| &p.segments).map(|s| s.summary.raw_bytes).sum()
-                };
+                let raw = if *dry_run { 0 } else { m.bytes().0 };
                 let verb = if *dry_run { "would write" } else { "wrote" };
                 let message = format!("restore of {backup} into {to_topic} {verb} {written} records");
                 let records = if *dry_run { 0 } else { written };
@@ -553,8 +536,8 @@ impl BackupStore for ClusterBackups {
             .filter(|m| m.cluster == self.cluster)
             .map(|m| BackupEntry {
                 running: running.iter().any(|j| j.id == m.id),
-                records: m.partitions.values().map(|p| p.records()).sum(),
-                stored_bytes: m.partitions.values().flat_map(|p| &p.segments).map(|s| s.summary.stored_bytes).sum(),
+                records: m.records(),
+                stored_bytes: m.bytes().1,
                 id: m.id,
                 topic: m.topic,
                 created_at: m.created_at,

@@ -65,6 +65,11 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Where the config says `cluster` is.
+    pub fn of(cluster: &crate::config::ClusterConfig) -> Self {
+        Self { bootstrap: cluster.bootstrap_servers.clone(), client: cluster.kafka_client.clone() }
+    }
+
     /// A librdkafka client configuration for this cluster.
     pub(super) fn config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
@@ -221,7 +226,7 @@ fn record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
 }
 
 /// Copy every partition that is not done into segments; resumes an interrupted backup.
-/// `progress` is called with (partition, records stored so far in it).
+/// `progress` is told the records stored so far in the whole backup, after each segment.
 ///
 /// Every pending partition is read at once, and a writer thread compresses, checksums and
 /// stores full batches while the reader goes on fetching (a bounded channel between them keeps
@@ -232,7 +237,7 @@ pub async fn run(
     storage: Arc<dyn Storage>,
     m: Manifest,
     idle: Duration,
-    progress: Arc<dyn Fn(i32, u64) + Send + Sync>,
+    progress: super::Progress,
 ) -> Result<Manifest, Error> {
     let mut config = ep.config();
     // librdkafka's defaults wait up to 500 ms for data at each fetch and back off 1 s whenever
@@ -258,7 +263,7 @@ fn read_all(
     storage: Arc<dyn Storage>,
     mut m: Manifest,
     idle: Duration,
-    progress: Arc<dyn Fn(i32, u64) + Send + Sync>,
+    progress: super::Progress,
 ) -> Result<Manifest, Error> {
     let c: BaseConsumer = config
         .clone()
@@ -282,7 +287,7 @@ fn read_all(
     let writer = std::thread::spawn(move || -> Result<Manifest, Error> {
         for (p, batch) in rx {
             m.append(store.as_ref(), p, &batch)?;
-            progress(p, m.partitions[&p].records());
+            progress(m.records());
         }
         Ok(m)
     });

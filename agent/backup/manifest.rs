@@ -86,6 +86,22 @@ fn manifest_file(id: &str) -> String {
 }
 
 impl Manifest {
+    /// Records stored so far, over every partition.
+    pub fn records(&self) -> u64 {
+        self.partitions.values().map(PartitionBackup::records).sum()
+    }
+
+    /// Records the backup covers (end minus start offsets): the goal of a running backup.
+    pub fn expected_records(&self) -> u64 {
+        self.partitions.values().map(|p| u64::try_from(p.end_offset - p.start_offset).unwrap_or(0)).sum()
+    }
+
+    /// Bytes of every segment: (raw, stored).
+    pub fn bytes(&self) -> (u64, u64) {
+        let segments = self.partitions.values().flat_map(|p| &p.segments);
+        segments.fold((0, 0), |(r, s), x| (r + x.summary.raw_bytes, s + x.summary.stored_bytes))
+    }
+
     /// Write the manifest (atomically).
     pub fn save(&self, storage: &dyn Storage) -> Result<(), Error> {
         let file = manifest_file(&self.id);

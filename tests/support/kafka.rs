@@ -6,6 +6,7 @@ use autopilot::time::Timestamp;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::producer::{DefaultProducerContext, ThreadedProducer};
 
 /// A name no earlier run used.
 pub fn unique(prefix: &str) -> String {
@@ -25,4 +26,15 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32, configs
     r.into_iter().for_each(|x| {
         x.unwrap();
     });
+}
+
+/// A producer that sends every record as its own batch. tansu reports a partition's high
+/// watermark as its last batch's base offset plus one, which is only right then.
+pub fn batch_per_record_producer(bootstrap: &str) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("batch.num.messages", "1")
+        .set("linger.ms", "0")
+        .create()
+        .unwrap()
 }
